@@ -1,0 +1,8 @@
+//! (being written)
+
+use crate::cataloger::Cataloger;
+
+/// The catalogers of this module.
+pub fn catalogers() -> Vec<Box<dyn Cataloger>> {
+    vec![]
+}
