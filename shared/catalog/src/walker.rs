@@ -356,7 +356,7 @@ pub fn resolve_link_target(dir: &str, target: &str) -> Option<String> {
 }
 
 /// Follows symlinks (from any layer, merged) until a non-link path.
-pub(crate) fn follow_symlinks<'m>(path: &str, links: &'m std::collections::HashMap<String, String>) -> Option<String> {
+pub(crate) fn follow_symlinks(path: &str, links: &std::collections::HashMap<String, String>) -> Option<String> {
     let mut current = path.to_string();
     for _ in 0..MAX_SYMLINK_HOPS {
         match links.get(&current) {

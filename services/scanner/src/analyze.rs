@@ -1,0 +1,238 @@
+//! Image analysis: reference → manifest → layers → inventory.
+//!
+//! Each layer is downloaded, verified, decompressed and walked as one
+//! stream; several layers run at once (bounded), and their inventories are
+//! stacked in order afterwards. Nothing is unpacked to disk, so memory stays
+//! flat however large the image is: per layer in flight it is one channel of
+//! chunks, one decompressor window and what the catalogers keep.
+
+use futures::stream::{self, StreamExt};
+use std::path::{Path, PathBuf};
+use trawl_catalog::{
+    CatalogContext, CatalogerSet, DirWalker, FileIssue, Inventory, LayerInventory, LayerStack, LayerWalker, WalkError,
+};
+use trawl_image::blob::{decompress, image_error_from_io};
+use trawl_image::{
+    BlobPump, ImageError, ImageRef, ImageSource, LayerDescriptor, LayerLimits, ResolvedImage, SourceOptions,
+};
+use trawl_report::{ImageIdentity, LayerInfo};
+
+/// Why an analysis failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    /// Getting or verifying the image failed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A layer's archive is unsafe or unreadable.
+    #[error("layer {layer}: {source}")]
+    Layer {
+        /// Layer digest.
+        layer: String,
+        /// What went wrong.
+        #[source]
+        source: WalkError,
+    },
+    /// Local I/O (scratch space, reading a directory).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AnalyzeError {
+    /// The underlying image error, if this failure is one.
+    pub fn image_error(&self) -> Option<&ImageError> {
+        match self {
+            AnalyzeError::Image(e) => Some(e),
+            AnalyzeError::Layer { source: WalkError::Read(io), .. } => image_error_from_io(io),
+            _ => None,
+        }
+    }
+}
+
+/// Settings for analysis.
+#[derive(Debug, Clone)]
+pub struct AnalyzerOptions {
+    /// How images are fetched.
+    pub source: SourceOptions,
+    /// Decompression safety limits per layer.
+    pub limits: LayerLimits,
+    /// Layers processed at once.
+    pub parallel_layers: usize,
+    /// Largest file a cataloger may copy to scratch space (rpm databases).
+    pub scratch_limit: u64,
+}
+
+impl Default for AnalyzerOptions {
+    fn default() -> Self {
+        AnalyzerOptions {
+            source: SourceOptions::default(),
+            limits: LayerLimits::default(),
+            parallel_layers: 3,
+            scratch_limit: 1 << 30,
+        }
+    }
+}
+
+/// The result of analysing one image.
+#[derive(Debug)]
+pub struct ImageAnalysis {
+    /// Identity of what was scanned.
+    pub identity: ImageIdentity,
+    /// The package inventory.
+    pub inventory: Inventory,
+    /// Compressed bytes downloaded or read.
+    pub bytes_read: u64,
+}
+
+/// Turns images into inventories.
+#[derive(Clone)]
+pub struct Analyzer {
+    catalogers: CatalogerSet,
+    options: AnalyzerOptions,
+}
+
+impl Analyzer {
+    /// An analyzer with the given catalogers and options.
+    pub fn new(catalogers: CatalogerSet, options: AnalyzerOptions) -> Self {
+        Analyzer { catalogers, options }
+    }
+
+    /// Analyses whatever `reference` names: an image or a directory.
+    pub async fn analyze_reference(&self, reference: &str) -> Result<ImageAnalysis, AnalyzeError> {
+        let parsed = ImageRef::parse(reference)?;
+        if let ImageRef::Dir(path) = &parsed {
+            let path = path.clone();
+            let this = self.clone();
+            let reference = reference.to_string();
+            return tokio::task::spawn_blocking(move || this.analyze_dir(&reference, &path, &[]))
+                .await
+                .map_err(|e| AnalyzeError::Io(std::io::Error::other(e)))?;
+        }
+        let source = trawl_image::open_source(&parsed, self.options.source.clone())?;
+        let mut analysis = self.analyze_image(source.as_ref()).await?;
+        analysis.identity.source = source_kind(&parsed).into();
+        Ok(analysis)
+    }
+
+    /// Analyses a resolved image source.
+    pub async fn analyze_image(&self, source: &dyn ImageSource) -> Result<ImageAnalysis, AnalyzeError> {
+        let image = source.resolve().await?;
+        let walked: Vec<Result<(LayerInventory, u64), AnalyzeError>> = stream::iter(image.layers.iter())
+            .map(|layer| self.walk_layer(source, layer))
+            .buffered(self.options.parallel_layers.max(1))
+            .collect()
+            .await;
+        let mut stack = LayerStack::new();
+        let mut bytes_read = 0;
+        for (layer, result) in image.layers.iter().zip(walked) {
+            let (inventory, bytes) = result?;
+            bytes_read += bytes;
+            stack.push(Some(&layer.digest), &inventory);
+        }
+        Ok(ImageAnalysis { identity: identity_of(&image), inventory: stack.finish(), bytes_read })
+    }
+
+    /// Downloads, verifies and walks one layer.
+    async fn walk_layer(
+        &self,
+        source: &dyn ImageSource,
+        layer: &LayerDescriptor,
+    ) -> Result<(LayerInventory, u64), AnalyzeError> {
+        let stream = source.open_blob(layer).await?;
+        let (pump, raw) = BlobPump::start(stream, layer);
+        let progress = pump.progress.clone();
+        let catalogers = self.catalogers.clone();
+        let limits = self.options.limits;
+        let scratch_limit = self.options.scratch_limit;
+        let digest = layer.digest.clone();
+        let walked = tokio::task::spawn_blocking(move || -> Result<LayerInventory, AnalyzeError> {
+            let (_, tar_stream) = decompress(raw, &digest, limits, progress)?;
+            let ctx = CatalogContext::new(scratch_limit)?;
+            LayerWalker::new(&catalogers, &ctx)
+                .walk(tar_stream)
+                .map_err(|source| AnalyzeError::Layer { layer: digest, source })
+        })
+        .await
+        .map_err(|e| AnalyzeError::Io(std::io::Error::other(e)))?;
+        // The blob's own verdict (digest, size) explains a failure better than
+        // whatever the decompressor tripped on, so it takes precedence.
+        let verdict = pump.finish().await;
+        match (walked, verdict) {
+            (Ok(inv), Ok(bytes)) => Ok((inv, bytes)),
+            (_, Err(blob_err @ (ImageError::DigestMismatch { .. } | ImageError::SizeMismatch { .. }))) => {
+                Err(blob_err.into())
+            }
+            (Err(walk_err), _) => Err(lift_image_error(walk_err)),
+            (Ok(_), Err(blob_err)) => Err(blob_err.into()),
+        }
+    }
+
+    /// Analyses a root filesystem on disk. `skip` lists absolute paths not to descend into.
+    pub fn analyze_dir(&self, reference: &str, root: &Path, skip: &[PathBuf]) -> Result<ImageAnalysis, AnalyzeError> {
+        let meta = std::fs::metadata(root).map_err(|e| ImageError::io(root.display().to_string(), e))?;
+        if !meta.is_dir() {
+            return Err(ImageError::Unsupported(format!("{} is not a directory", root.display())).into());
+        }
+        let ctx = CatalogContext::new(self.options.scratch_limit)?;
+        let skip: Vec<&Path> = skip.iter().map(PathBuf::as_path).collect();
+        let (layer, unreadable) = DirWalker::new(&self.catalogers, &ctx).walk(root, &skip);
+        let mut stack = LayerStack::new();
+        stack.push(None, &layer);
+        let mut inventory = stack.finish();
+        inventory.issues.extend(unreadable.into_iter().map(|(path, message)| FileIssue {
+            path,
+            layer: None,
+            cataloger: "walker".into(),
+            message: format!("not readable: {message}"),
+        }));
+        Ok(ImageAnalysis {
+            identity: ImageIdentity { reference: reference.to_string(), source: "dir".into(), ..Default::default() },
+            inventory,
+            bytes_read: layer.bytes,
+        })
+    }
+}
+
+/// Surfaces an image error (limit, corruption) carried inside a walk error.
+fn lift_image_error(e: AnalyzeError) -> AnalyzeError {
+    if let AnalyzeError::Layer { source: WalkError::Read(io), layer } = e {
+        return match io.into_inner().map(|inner| inner.downcast::<ImageError>()) {
+            Some(Ok(image_err)) => AnalyzeError::Image(*image_err),
+            Some(Err(other)) => AnalyzeError::Image(ImageError::CorruptLayer { layer, reason: other.to_string() }),
+            None => AnalyzeError::Image(ImageError::CorruptLayer { layer, reason: "unreadable archive".into() }),
+        };
+    }
+    e
+}
+
+fn source_kind(r: &ImageRef) -> &'static str {
+    match r {
+        ImageRef::Registry(_) => "registry",
+        ImageRef::OciLayout { .. } => "oci-layout",
+        ImageRef::OciArchive { .. } => "oci-archive",
+        ImageRef::DockerArchive { .. } => "docker-archive",
+        ImageRef::Dir(_) => "dir",
+    }
+}
+
+fn identity_of(image: &ResolvedImage) -> ImageIdentity {
+    ImageIdentity {
+        reference: image.reference.clone(),
+        source: String::new(),
+        manifest_digest: Some(image.manifest_digest.clone()),
+        index_digest: image.index_digest.clone(),
+        config_digest: Some(image.config_digest.clone()),
+        media_type: Some(image.media_type.clone()),
+        platform: (!image.config.os.is_empty()).then(|| format!("{}/{}", image.config.os, image.config.architecture)),
+        created: image.config.created.clone(),
+        layers: image
+            .layers
+            .iter()
+            .map(|l| LayerInfo {
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+                created_by: l.created_by.clone(),
+            })
+            .collect(),
+    }
+}

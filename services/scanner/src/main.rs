@@ -1,0 +1,258 @@
+//! `trawl-scanner`: inventory and scan container images from the command line.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use trawl_image::{Credentials, LayerLimits, Platform, SourceOptions};
+use trawl_report::SbomReport;
+use trawl_scanner::analyze::{AnalyzeError, Analyzer, AnalyzerOptions};
+use trawl_scanner::exit;
+
+/// Trawl container-image scanner.
+///
+/// Reads an image straight from a registry, an OCI layout or archive, a
+/// `docker save` archive or a root filesystem directory, and lists the
+/// packages installed in it. Layers are streamed, verified against their
+/// digests and never unpacked to disk.
+#[derive(Parser, Debug)]
+#[command(name = "trawl-scanner", version, about, long_about = None, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+
+    /// Print nothing but the report (errors still go to stderr).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0   success
+  2   usage error
+  3   image or reference not found / invalid (including no image for the platform)
+  4   registry refused the credentials
+  5   registry unreachable or failing
+  6   image content failed verification or safety checks (digest, corruption, limits, unsafe paths)
+  7   not a container image, or an unsupported format
+  10  local I/O or internal error";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the packages installed in an image (a software bill of materials).
+    ///
+    /// IMAGE_REF is one of:
+    ///   HOST/REPO:TAG, HOST/REPO@sha256:…   an image in a registry
+    ///   oci:DIR[:TAG]                       an OCI image layout directory
+    ///   oci-archive:FILE[:TAG]              a tar of an OCI image layout
+    ///   docker-archive:FILE[:REPO:TAG]      `docker save` output
+    ///   dir:PATH                            a root filesystem directory
+    #[command(verbatim_doc_comment)]
+    Sbom(SbomArgs),
+}
+
+#[derive(Args, Debug)]
+struct SbomArgs {
+    /// The image to inventory (see above).
+    image_ref: String,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = SbomFormat::Json)]
+    format: SbomFormat,
+
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    #[command(flatten)]
+    fetch: FetchArgs,
+}
+
+/// How images are fetched (shared by every command that reads images).
+#[derive(Args, Debug)]
+struct FetchArgs {
+    /// Platform to pick from multi-platform images (OS/ARCH[/VARIANT]).
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+
+    /// Talk plain HTTP to the registry (local registries).
+    #[arg(long)]
+    plain_http: bool,
+
+    /// Accept invalid TLS certificates from the registry.
+    #[arg(long)]
+    insecure: bool,
+
+    /// Registry user name.
+    #[arg(long, env = "TRAWL_REGISTRY_USERNAME")]
+    username: Option<String>,
+
+    /// Registry password or access token (prefer the environment variable).
+    #[arg(long, env = "TRAWL_REGISTRY_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+
+    /// Registry bearer token, presented as is.
+    #[arg(long, env = "TRAWL_REGISTRY_TOKEN", hide_env_values = true, conflicts_with_all = ["username", "password"])]
+    registry_token: Option<String>,
+
+    /// Largest uncompressed size of one layer, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32 * 1024)]
+    max_layer_size: u64,
+
+    /// Largest decompression ratio accepted for layers above 64 MiB uncompressed.
+    #[arg(long, value_name = "RATIO", default_value_t = 200)]
+    max_compression_ratio: u64,
+
+    /// Layers downloaded and walked at once.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    parallel_layers: usize,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SbomFormat {
+    /// Trawl's inventory JSON (schema in docs/sbom-schema.md).
+    Json,
+    /// CycloneDX 1.5 JSON.
+    Cyclonedx,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Sbom(args) => sbom(args).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// An error with the exit code it maps to.
+struct Failure {
+    error: anyhow::Error,
+    code: u8,
+}
+
+impl From<AnalyzeError> for Failure {
+    fn from(e: AnalyzeError) -> Self {
+        let code = match e.image_error() {
+            Some(ie) => exit::for_image_error(ie),
+            None => match e {
+                AnalyzeError::Layer { .. } => exit::BAD_CONTENT,
+                _ => exit::INTERNAL,
+            },
+        };
+        Failure { error: e.into(), code }
+    }
+}
+
+fn internal(e: anyhow::Error) -> Failure {
+    Failure { error: e, code: exit::INTERNAL }
+}
+
+fn usage(msg: String) -> Failure {
+    Failure { error: anyhow::anyhow!(msg), code: exit::USAGE }
+}
+
+impl FetchArgs {
+    fn analyzer_options(&self) -> Result<AnalyzerOptions, Failure> {
+        let platform = Platform::parse(&self.platform).map_err(|e| usage(e.to_string()))?;
+        let credentials = match (&self.username, &self.password, &self.registry_token) {
+            (_, _, Some(token)) => Credentials::Bearer(token.clone()),
+            (Some(u), Some(p), None) => Credentials::Basic { username: u.clone(), password: p.clone() },
+            (Some(_), None, None) | (None, Some(_), None) => {
+                return Err(usage("give both --username and --password (or neither)".into()))
+            }
+            (None, None, None) => Credentials::Anonymous,
+        };
+        if self.parallel_layers == 0 {
+            return Err(usage("--parallel-layers must be at least 1".into()));
+        }
+        Ok(AnalyzerOptions {
+            source: SourceOptions {
+                platform,
+                credentials,
+                plain_http: self.plain_http,
+                insecure_tls: self.insecure,
+                ..Default::default()
+            },
+            limits: LayerLimits {
+                max_uncompressed: self.max_layer_size.saturating_mul(1 << 20),
+                max_ratio: self.max_compression_ratio,
+                ..Default::default()
+            },
+            parallel_layers: self.parallel_layers,
+            ..Default::default()
+        })
+    }
+}
+
+async fn sbom(args: SbomArgs) -> Result<u8, Failure> {
+    let options = args.fetch.analyzer_options()?;
+    let analyzer = Analyzer::new(trawl_catalog::default_catalogers(), options);
+    let analysis = analyzer.analyze_reference(&args.image_ref).await?;
+    for issue in &analysis.inventory.issues {
+        tracing::warn!(path = %issue.path, cataloger = %issue.cataloger, "{}", issue.message);
+    }
+    let report = SbomReport::new(analysis.identity, analysis.inventory);
+    let doc = match args.format {
+        SbomFormat::Json => serde_json::to_value(&report).context("serialising the report").map_err(internal)?,
+        SbomFormat::Cyclonedx => trawl_report::cyclonedx::to_cyclonedx(&report),
+    };
+    write_output(args.output.as_deref(), &doc).map_err(internal)?;
+    Ok(exit::OK)
+}
+
+fn write_output(path: Option<&std::path::Path>, doc: &serde_json::Value) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(doc)?;
+    text.push('\n');
+    match path {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            // A closed pipe (e.g. `| head`) is not an error worth reporting.
+            match lock.write_all(text.as_bytes()).and_then(|_| lock.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.context("writing to standard output"),
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, quiet: bool) {
+    let default = if quiet { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRAWL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

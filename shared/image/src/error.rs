@@ -1,0 +1,138 @@
+//! Every way reading an image can fail, each with what to do about it.
+
+use std::io;
+
+/// Why an image could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The reference string cannot be parsed.
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference {
+        /// What the user typed.
+        reference: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The registry refused our credentials (or demanded some).
+    #[error("registry {registry} refused access to {reference}: check the username and password (or token) for this registry")]
+    Unauthorized {
+        /// Registry host.
+        registry: String,
+        /// Image reference.
+        reference: String,
+    },
+    /// The repository, tag or digest does not exist.
+    #[error("image {reference} not found: check the repository name and tag (or digest)")]
+    NotFound {
+        /// Image reference.
+        reference: String,
+    },
+    /// Could not connect to the registry at all.
+    #[error("cannot reach registry {registry}: {reason} (for a plain-HTTP registry, pass --plain-http)")]
+    Unreachable {
+        /// Registry host.
+        registry: String,
+        /// Underlying cause.
+        reason: String,
+    },
+    /// The registry answered with an error we cannot act on.
+    #[error("registry {registry} returned an error for {reference}: {reason}")]
+    Registry {
+        /// Registry host.
+        registry: String,
+        /// Image reference.
+        reference: String,
+        /// The registry's message.
+        reason: String,
+    },
+    /// The artifact is not a container image (e.g. a Helm chart).
+    #[error("{reference} is not a container image: {what} (media type {media_type})")]
+    NotAnImage {
+        /// Image reference.
+        reference: String,
+        /// What it is, for humans.
+        what: String,
+        /// The config or manifest media type.
+        media_type: String,
+    },
+    /// An index lists no image for the requested platform.
+    #[error("{reference} has no image for platform {wanted}; available: {available}. Choose one with --platform")]
+    NoMatchingPlatform {
+        /// Image reference.
+        reference: String,
+        /// Requested platform.
+        wanted: String,
+        /// Platforms the index offers.
+        available: String,
+    },
+    /// Content does not match the digest that names it.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}; the registry or file is corrupt or was tampered with")]
+    DigestMismatch {
+        /// Which blob.
+        what: String,
+        /// Digest from the descriptor.
+        expected: String,
+        /// Digest of the bytes received.
+        actual: String,
+    },
+    /// A blob ended before (or ran past) the size its descriptor gives.
+    #[error("size mismatch for {what}: descriptor says {expected} bytes, got {actual}{suffix}", suffix = if *.actual < *.expected { " (truncated)" } else { "" })]
+    SizeMismatch {
+        /// Which blob.
+        what: String,
+        /// Size from the descriptor.
+        expected: u64,
+        /// Bytes received.
+        actual: u64,
+    },
+    /// A manifest, index or config is not valid.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// Which document.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A document or layer exceeds a configured safety limit.
+    #[error("{what} exceeds the limit: {reason} (raise it with {flag} if this image is trusted)")]
+    LimitExceeded {
+        /// Which blob or document.
+        what: String,
+        /// Which limit.
+        reason: String,
+        /// The option that raises it.
+        flag: &'static str,
+    },
+    /// A layer's compressed data is corrupt.
+    #[error("layer {layer} is corrupt: {reason}")]
+    CorruptLayer {
+        /// Layer digest.
+        layer: String,
+        /// Decoder or archive error.
+        reason: String,
+    },
+    /// A local file or directory could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The source does not support this operation.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl ImageError {
+    /// Helper for [`ImageError::Malformed`].
+    pub fn malformed(what: impl Into<String>, reason: impl ToString) -> Self {
+        ImageError::Malformed { what: what.into(), reason: reason.to_string() }
+    }
+
+    /// Helper for [`ImageError::Io`].
+    pub fn io(path: impl Into<String>, source: io::Error) -> Self {
+        ImageError::Io { path: path.into(), source }
+    }
+}

@@ -1,0 +1,265 @@
+//! Images in an OCI distribution registry, through `oci-client`.
+//!
+//! `oci-client` handles the token dance (anonymous and credentialed bearer
+//! tokens) and basic auth; this module adds platform selection, the "is it an
+//! image" checks, size caps on documents, and error messages a user can act on.
+
+use crate::error::ImageError;
+use crate::manifest::{
+    parse_manifest, select_platform, sha256_digest, ImageConfig, ManifestDoc, ACCEPTED_MANIFEST_TYPES,
+};
+use crate::source::{BlobStream, Credentials, ImageSource, LayerDescriptor, ResolvedImage, SourceOptions};
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use std::str::FromStr;
+
+/// An image in a registry.
+pub struct RegistrySource {
+    client: Client,
+    reference: Reference,
+    auth: RegistryAuth,
+    display: String,
+    options: SourceOptions,
+}
+
+impl RegistrySource {
+    /// Prepares access to `reference` (`HOST/REPO:TAG` or `HOST/REPO@DIGEST`).
+    pub fn new(reference: &str, options: SourceOptions) -> Result<Self, ImageError> {
+        let parsed = Reference::from_str(reference)
+            .map_err(|e| ImageError::InvalidReference { reference: reference.to_string(), reason: e.to_string() })?;
+        let config = ClientConfig {
+            protocol: if options.plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
+            accept_invalid_certificates: options.insecure_tls,
+            // We select platforms ourselves, to report what an index offers.
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(120)),
+            ..Default::default()
+        };
+        let client = Client::try_from(config)
+            .map_err(|e| ImageError::Unsupported(format!("cannot create a registry client: {e}")))?;
+        let auth = match &options.credentials {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+            Credentials::Bearer(token) => RegistryAuth::Bearer(token.clone()),
+        };
+        Ok(RegistrySource { client, display: parsed.whole(), reference: parsed, auth, options })
+    }
+
+    fn registry(&self) -> String {
+        self.reference.resolve_registry().to_string()
+    }
+
+    /// Maps an `oci-client` error to one a user can act on.
+    fn map_err(&self, e: OciDistributionError) -> ImageError {
+        let registry = self.registry();
+        let reference = self.display.clone();
+        match e {
+            OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
+                ImageError::Unauthorized { registry, reference }
+            }
+            OciDistributionError::ImageManifestNotFoundError(_) => ImageError::NotFound { reference },
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+                if codes.iter().any(|c| {
+                    matches!(
+                        c,
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::NotFound
+                            | OciErrorCode::BlobUnknown
+                    )
+                }) {
+                    ImageError::NotFound { reference }
+                } else if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
+                    ImageError::Unauthorized { registry, reference }
+                } else {
+                    let reason = envelope
+                        .errors
+                        .iter()
+                        .map(|e| format!("{:?}: {}", e.code, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    ImageError::Registry { registry, reference, reason }
+                }
+            }
+            OciDistributionError::ServerError { code, message, .. } => match code {
+                404 => ImageError::NotFound { reference },
+                401 | 403 => ImageError::Unauthorized { registry, reference },
+                _ => ImageError::Registry { registry, reference, reason: format!("HTTP {code}: {message}") },
+            },
+            OciDistributionError::RequestError(err) if err.is_connect() || err.is_timeout() => {
+                ImageError::Unreachable { registry, reason: describe_reqwest(&err) }
+            }
+            OciDistributionError::RequestError(err) => {
+                ImageError::Registry { registry, reference, reason: describe_reqwest(&err) }
+            }
+            other => ImageError::Registry { registry, reference, reason: other.to_string() },
+        }
+    }
+
+    async fn fetch_manifest(&self, reference: &Reference) -> Result<(bytes::Bytes, String), ImageError> {
+        let (body, digest) = self
+            .client
+            .pull_manifest_raw(reference, &self.auth, ACCEPTED_MANIFEST_TYPES)
+            .await
+            .map_err(|e| self.map_err(e))?;
+        if body.len() as u64 > self.options.max_document_bytes {
+            return Err(ImageError::LimitExceeded {
+                what: format!("manifest of {}", self.display),
+                reason: format!("{} bytes", body.len()),
+                flag: "--max-document-size",
+            });
+        }
+        // oci-client checks a pinned digest; compute ours for tags too.
+        let computed = sha256_digest(&body);
+        if reference.digest().is_some_and(|d| d != computed) {
+            return Err(ImageError::DigestMismatch { what: "manifest".into(), expected: digest, actual: computed });
+        }
+        Ok((body, computed))
+    }
+
+    async fn fetch_config(
+        &self,
+        reference: &Reference,
+        desc: &crate::manifest::Descriptor,
+    ) -> Result<Vec<u8>, ImageError> {
+        if desc.size > self.options.max_document_bytes {
+            return Err(ImageError::LimitExceeded {
+                what: format!("config {}", desc.digest),
+                reason: format!("{} bytes", desc.size),
+                flag: "--max-document-size",
+            });
+        }
+        let oci_desc = OciDescriptor {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            size: desc.size as i64,
+            ..Default::default()
+        };
+        let sized = self.client.pull_blob_stream(reference, &oci_desc).await.map_err(|e| self.map_err(e))?;
+        let mut out = Vec::new();
+        let mut stream = sized.stream;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ImageError::Registry {
+                registry: self.registry(),
+                reference: self.display.clone(),
+                reason: format!("reading config {}: {e}", desc.digest),
+            })?;
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > self.options.max_document_bytes {
+                return Err(ImageError::LimitExceeded {
+                    what: format!("config {}", desc.digest),
+                    reason: "too large".into(),
+                    flag: "--max-document-size",
+                });
+            }
+        }
+        let actual = sha256_digest(&out);
+        if actual != desc.digest {
+            return Err(ImageError::DigestMismatch {
+                what: "image config".into(),
+                expected: desc.digest.clone(),
+                actual,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn describe_reqwest(err: &dyn std::error::Error) -> String {
+    // Walk the source chain: reqwest's top-level message is terse ("error
+    // sending request"), the cause ("connection refused") is what helps.
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    msg
+}
+
+#[async_trait]
+impl ImageSource for RegistrySource {
+    async fn resolve(&self) -> Result<ResolvedImage, ImageError> {
+        let (body, digest) = self.fetch_manifest(&self.reference).await?;
+        let (manifest, manifest_digest, index_digest, image_ref) = match parse_manifest(&body, None, &self.display)? {
+            ManifestDoc::Image(m) => (m, digest, None, self.reference.clone()),
+            ManifestDoc::Index(entries) => {
+                let chosen = select_platform(&entries, &self.options.platform, &self.display)?;
+                crate::manifest::validate_digest(&chosen.digest)
+                    .map_err(|r| ImageError::malformed("image index", r))?;
+                let child = self.reference.clone_with_digest(chosen.digest.clone());
+                let (child_body, child_digest) = self.fetch_manifest(&child).await?;
+                if child_digest != chosen.digest {
+                    return Err(ImageError::DigestMismatch {
+                        what: "platform manifest".into(),
+                        expected: chosen.digest.clone(),
+                        actual: child_digest,
+                    });
+                }
+                match parse_manifest(&child_body, Some(&chosen.media_type), &self.display)? {
+                    ManifestDoc::Image(m) => (m, child_digest, Some(digest), child),
+                    ManifestDoc::Index(_) => {
+                        return Err(ImageError::malformed("image index", "an index entry points at another index"))
+                    }
+                }
+            }
+        };
+        let config_bytes = self.fetch_config(&image_ref, &manifest.config).await?;
+        let config = ImageConfig::parse(&config_bytes, &manifest.config.digest)?;
+        let mut layers: Vec<LayerDescriptor> = manifest
+            .layers
+            .iter()
+            .map(|l| LayerDescriptor {
+                digest: l.digest.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+                diff_id: None,
+                created_by: None,
+            })
+            .collect();
+        ResolvedImage::attach_config_details(&mut layers, &config);
+        Ok(ResolvedImage {
+            reference: self.display.clone(),
+            manifest_digest,
+            index_digest,
+            media_type: manifest.media_type,
+            config_digest: manifest.config.digest.clone(),
+            config,
+            layers,
+        })
+    }
+
+    async fn open_blob(&self, layer: &LayerDescriptor) -> Result<BlobStream, ImageError> {
+        let desc = OciDescriptor {
+            media_type: layer.media_type.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size as i64,
+            ..Default::default()
+        };
+        let sized = self.client.pull_blob_stream(&self.reference, &desc).await.map_err(|e| self.map_err(e))?;
+        let expected = layer.digest.clone();
+        // oci-client verifies digests too; surface its verdict as our typed error.
+        Ok(sized
+            .stream
+            .map_err(move |e| {
+                if let Some(oci_client::errors::DigestError::VerificationError { actual, .. }) =
+                    e.get_ref().and_then(|i| i.downcast_ref::<oci_client::errors::DigestError>())
+                {
+                    return std::io::Error::other(ImageError::DigestMismatch {
+                        what: format!("layer {expected}"),
+                        expected: expected.clone(),
+                        actual: actual.clone(),
+                    });
+                }
+                e
+            })
+            .boxed())
+    }
+}

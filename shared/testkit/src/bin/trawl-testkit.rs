@@ -1,0 +1,39 @@
+//! `trawl-testkit`: runs test-kit fixtures from the shell, for the demo and
+//! benchmarks.
+//!
+//! `trawl-testkit sample-registry` starts a real `docker-registry` on a free
+//! loopback port, pushes the sample images, prints `REGISTRY <host>` and one
+//! `IMAGE <reference>` line per image, then serves until its standard input
+//! closes (or it is killed) and removes the registry.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, Write};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("sample-registry") => sample_registry(),
+        _ => bail!("usage: trawl-testkit sample-registry"),
+    }
+}
+
+fn sample_registry() -> Result<()> {
+    let registry = trawl_testkit::Registry::start().context("start docker-registry (run scripts/setup)")?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "REGISTRY {}", registry.host())?;
+    for sample in trawl_testkit::sample_images()? {
+        runtime.block_on(trawl_testkit::push(&registry, sample.repo, sample.tag, &sample.image, None))?;
+        writeln!(out, "IMAGE {}/{}:{}", registry.host(), sample.repo, sample.tag)?;
+    }
+    writeln!(out, "READY")?;
+    out.flush()?;
+    drop(out);
+    // Serve until the caller closes our stdin; the registry dies with us.
+    for line in std::io::stdin().lock().lines() {
+        if line.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! # trawl-testkit
+//!
+//! Everything Trawl's integration tests need to run *real* components, with no mocks:
+//!
+//! - **Servers.** [`NatsServer`] runs a real `nats-server -js`, [`Registry`] a real
+//!   `docker-registry` (CNCF distribution), each on a free `127.0.0.1` port with its state in a
+//!   private temp dir. `start()` returns once the server answers its health endpoint (polled
+//!   with a deadline, never a fixed sleep) or fails with the server's own output. Servers are
+//!   SIGKILLed on drop, and — through `PR_SET_PDEATHSIG` — also when the test binary dies
+//!   without running destructors. Binaries come from `NATS_SERVER_BIN` / `DOCKER_REGISTRY_BIN`
+//!   or `PATH`.
+//! - **Images.** [`LayerBuilder`] writes a layer tar entry by entry (files, dirs, symlinks,
+//!   hard links, whiteouts, opaque markers, host files streamed in) compressed with gzip, zstd
+//!   or nothing. [`ImageBuilder`] assembles layers into an OCI (or Docker schema 2) image whose
+//!   config has matching `rootfs.diff_ids` and `history`; [`IndexBuilder`] makes a
+//!   multi-platform index; [`helm_chart`] a Helm OCI artifact; [`LargeImageBuilder`] a
+//!   benchmark-size image streamed to disk. Output is reproducible: same input, same digests.
+//! - **Delivery.** [`push`] uploads an image or index over the registry HTTP API;
+//!   [`write_oci_layout`], [`write_oci_archive`] and [`write_docker_archive`] produce the
+//!   on-disk formats `skopeo`, `umoci` and `docker load` read.
+//! - **Data.** [`corpus_dir`] finds the shared corpus of real package databases and advisories
+//!   next to the repository, or tells the test to skip.
+//!
+//! Why real servers: the scanner's hard cases (auth challenges, digest mismatches, redelivery
+//! after a broker crash, JetStream recovery) live in the servers' behaviour, which a mock only
+//! restates. The tests of this crate check its output with independent tools (`skopeo`,
+//! `umoci`) for the same reason.
+//!
+//! Server fixtures are synchronous (usable from `#[test]` and `#[tokio::test]` alike); pushes
+//! are async and need a Tokio runtime.
+//!
+//! ```no_run
+//! use trawl_testkit::{push, Compression, ImageBuilder, LayerBuilder, Registry};
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! let registry = Registry::start()?;
+//! let image = ImageBuilder::new()
+//!     .layer_with_history(
+//!         LayerBuilder::new().dir("etc/").file("etc/os-release", "ID=alpine\n", 0o644),
+//!         "ADD rootfs.tar /",
+//!     )
+//!     .layer(LayerBuilder::new().compression(Compression::Zstd).whiteout("etc/os-release"))
+//!     .build()?;
+//! let digest = push(&registry, "library/app", "1.0", &image, None).await?;
+//! assert_eq!(digest, image.manifest_digest);
+//! // `docker://{registry.host()}/library/app:1.0` is now pullable by the scanner.
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod archive;
+mod image;
+mod large;
+mod layer;
+mod nats;
+mod process;
+mod push;
+mod registry;
+mod samples;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+pub use archive::{write_docker_archive, write_oci_archive, write_oci_layout};
+pub use image::{
+    helm_chart, Artifact, BuiltImage, BuiltIndex, ImageBuilder, IndexBuilder, MediaTypes, Platform, DEFAULT_CREATED,
+    DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, HELM_CHART_CONTENT, HELM_CONFIG, OCI_CONFIG, OCI_INDEX,
+    OCI_MANIFEST,
+};
+pub use large::LargeImageBuilder;
+pub use layer::{
+    sha256_digest, Blob, BlobData, Compression, LayerBuilder, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_LAYER_ZSTD,
+    OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD,
+};
+pub use nats::NatsServer;
+pub use push::{push, push_blob, push_manifest, RegistryEndpoint};
+pub use registry::Registry;
+pub use samples::{nats_server_binary, sample_images, SampleImage};
+
+/// A TCP port on `127.0.0.1` that was free a moment ago (bound to port 0, then released).
+///
+/// Another process may grab it before it is used; the server fixtures retry on a bind
+/// conflict.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// `N` distinct free ports: all listeners are held until every port is chosen.
+pub(crate) fn free_ports<const N: usize>() -> std::io::Result<[u16; N]> {
+    let listeners = (0..N).map(|_| TcpListener::bind(("127.0.0.1", 0))).collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+/// The shared corpus (`<workspace root>/../shared/corpus`: real package databases, advisories,
+/// version vectors), or `None` — after printing one skip message to stderr — when this
+/// checkout has none beside it.
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    match dir.canonicalize() {
+        Ok(dir) if dir.is_dir() => Some(dir),
+        _ => {
+            eprintln!("skipping: shared corpus not found at {} (clone the repository beside shared/)", dir.display());
+            None
+        }
+    }
+}

