@@ -396,6 +396,66 @@ mod tests {
         assert!(normalize_entry_path(Path::new("/etc/passwd")).is_err());
     }
 
+    fn tar_with(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            h.set_path(path).unwrap();
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn walk(bytes: &[u8]) -> Result<LayerInventory, WalkError> {
+        let set = crate::default_catalogers();
+        let ctx = CatalogContext::new(1 << 20).unwrap();
+        LayerWalker::new(&set, &ctx).walk(bytes)
+    }
+
+    #[test]
+    fn hard_links_reuse_their_target_record_and_whiteouts_are_recorded() {
+        let status = b"Package: a\nStatus: install ok installed\nVersion: 1\n";
+        let tar = tar_with(&[
+            ("var/lib/dpkg/status", tar::EntryType::Regular, status, None),
+            ("var/lib/dpkg/status.d/a", tar::EntryType::Link, b"", Some("var/lib/dpkg/status")),
+            ("usr/lib/os-release", tar::EntryType::Link, b"", Some("etc/unwanted-target")),
+            ("etc/os-release", tar::EntryType::Symlink, b"", Some("../usr/lib/os-release")),
+            ("opt/.wh.gone", tar::EntryType::Regular, b"", None),
+            ("app/.wh..wh..opq", tar::EntryType::Regular, b"", None),
+        ]);
+        let inv = walk(&tar).unwrap();
+        let paths: Vec<&str> = inv.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, vec!["var/lib/dpkg/status", "var/lib/dpkg/status.d/a"]);
+        match &inv.files[1].outcome {
+            FileOutcome::Found { packages, .. } => assert_eq!(packages[0].path, "var/lib/dpkg/status.d/a"),
+            FileOutcome::Failed(e) => panic!("{e}"),
+        }
+        assert_eq!(inv.symlinks, vec![("etc/os-release".to_string(), "usr/lib/os-release".to_string())]);
+        assert_eq!(inv.whiteouts, vec!["opt/gone".to_string()]);
+        assert_eq!(inv.opaque_dirs, vec!["app".to_string()]);
+    }
+
+    #[test]
+    fn truncated_and_unsafe_archives_fail_the_layer() {
+        let tar = tar_with(&[("var/lib/dpkg/status", tar::EntryType::Regular, &[b'x'; 4000], None)]);
+        assert!(matches!(walk(&tar[..1500]), Err(WalkError::Read(_))));
+        let evil = tar_with(&[("ok", tar::EntryType::Regular, b"", None)]);
+        let mut evil = evil;
+        // Rewrite the name field to escape the root (the tar crate refuses to write it).
+        evil[..9].copy_from_slice(b"../../etc");
+        let mut h = tar::Header::from_byte_slice(&evil[..512]).clone();
+        h.set_cksum();
+        evil[..512].copy_from_slice(h.as_bytes());
+        assert!(matches!(walk(&evil), Err(WalkError::UnsafePath { .. })));
+    }
+
     #[test]
     fn symlink_targets_resolve_inside_root() {
         assert_eq!(resolve_link_target("etc", "../usr/lib/os-release").as_deref(), Some("usr/lib/os-release"));
