@@ -17,6 +17,8 @@ pub const UNREACHABLE: u8 = 5;
 pub const BAD_CONTENT: u8 = 6;
 /// The artifact is not a container image, or uses an unsupported format.
 pub const UNSUPPORTED: u8 = 7;
+/// The vulnerability database is missing, corrupt or unsupported.
+pub const DB: u8 = 8;
 /// Local I/O or internal failure.
 pub const INTERNAL: u8 = 10;
 

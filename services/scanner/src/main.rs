@@ -40,6 +40,7 @@ Exit codes:
   5   registry unreachable or failing
   6   image content failed verification or safety checks (digest, corruption, limits, unsafe paths)
   7   not a container image, or an unsupported format
+  8   vulnerability database missing, corrupt or unsupported
   10  local I/O or internal error";
 
 #[derive(Subcommand, Debug)]
@@ -54,6 +55,44 @@ enum Command {
     ///   dir:PATH                            a root filesystem directory
     #[command(verbatim_doc_comment)]
     Sbom(SbomArgs),
+
+    /// Scan an image for known vulnerabilities.
+    ///
+    /// Inventories IMAGE_REF (same references as `sbom`) and matches every
+    /// package against a vulnerability database built by
+    /// `trawl-updater build`. When the database has no advisories for the
+    /// image's distribution release, the report says so instead of looking clean.
+    #[command(verbatim_doc_comment)]
+    Scan(ScanArgs),
+}
+
+#[derive(Args, Debug)]
+struct ScanArgs {
+    /// The image to scan (see `trawl-scanner sbom --help`).
+    image_ref: String,
+
+    /// Vulnerability database file (build one with `trawl-updater build --source …`).
+    #[arg(long, env = "TRAWL_DB", value_name = "FILE")]
+    db: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = ScanFormat::Table)]
+    format: ScanFormat,
+
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    #[command(flatten)]
+    fetch: FetchArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ScanFormat {
+    /// Findings grouped by package, most severe first (coloured on a terminal).
+    Table,
+    /// Trawl's scan report JSON (schema in docs/scan-schema.md).
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -142,6 +181,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sbom(args) => sbom(args).await,
+            Command::Scan(args) => scan(args).await,
         }
     });
     match result {
@@ -229,9 +269,52 @@ async fn sbom(args: SbomArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+async fn scan(args: ScanArgs) -> Result<u8, Failure> {
+    let Some(db_path) = args.db.clone() else {
+        return Err(Failure {
+            error: anyhow::anyhow!(
+                "no vulnerability database: pass --db FILE or set TRAWL_DB (build one with `trawl-updater build --source <OSV all.zip, directory or URL> --out trawl.db`)"
+            ),
+            code: exit::DB,
+        });
+    };
+    // Load the database before pulling anything: a bad database should fail fast.
+    let db = tokio::task::spawn_blocking(move || trawl_vulndb::Database::load(&db_path))
+        .await
+        .map_err(|e| internal(e.into()))?
+        .map_err(|e| Failure { error: e.into(), code: exit::DB })?;
+    let options = args.fetch.analyzer_options()?;
+    let analyzer = Analyzer::new(trawl_catalog::default_catalogers(), options);
+    let analysis = analyzer.analyze_reference(&args.image_ref).await?;
+    let matched = trawl_vulndb::Matcher::new(&db).match_inventory(&analysis.inventory);
+    for w in &matched.warnings {
+        tracing::warn!("{w}");
+    }
+    let report = trawl_report::ScanReport::new(
+        SbomReport::new(analysis.identity, analysis.inventory),
+        matched,
+        trawl_report::DbInfo::from(db.header()),
+    );
+    match args.format {
+        ScanFormat::Json => {
+            let doc = serde_json::to_value(&report).context("serialising the report").map_err(internal)?;
+            write_output(args.output.as_deref(), &doc).map_err(internal)?;
+        }
+        ScanFormat::Table => {
+            let color = args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            write_text(args.output.as_deref(), &trawl_report::table::render(&report, color)).map_err(internal)?;
+        }
+    }
+    Ok(exit::OK)
+}
+
 fn write_output(path: Option<&std::path::Path>, doc: &serde_json::Value) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(doc)?;
     text.push('\n');
+    write_text(path, &text)
+}
+
+fn write_text(path: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
     match path {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
         None => {

@@ -4,7 +4,9 @@
 //!
 //! - **Servers.** [`NatsServer`] runs a real `nats-server -js`, [`Registry`] a real
 //!   `docker-registry` (CNCF distribution), each on a free `127.0.0.1` port with its state in a
-//!   private temp dir. `start()` returns once the server answers its health endpoint (polled
+//!   private temp dir. A registry can require HTTP basic auth, or bearer tokens from a real
+//!   in-process [`TokenServer`] (the Docker token flow of Docker Hub, GHCR and Harbor).
+//!   `start()` returns once the server answers its health endpoint (polled
 //!   with a deadline, never a fixed sleep) or fails with the server's own output. Servers are
 //!   SIGKILLed on drop, and — through `PR_SET_PDEATHSIG` — also when the test binary dies
 //!   without running destructors. Binaries come from `NATS_SERVER_BIN` / `DOCKER_REGISTRY_BIN`
@@ -59,6 +61,7 @@ mod process;
 mod push;
 mod registry;
 mod samples;
+mod token;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -78,6 +81,7 @@ pub use nats::NatsServer;
 pub use push::{push, push_blob, push_manifest, RegistryEndpoint};
 pub use registry::Registry;
 pub use samples::{nats_server_binary, sample_images, SampleImage};
+pub use token::{token_claims, Grant, TokenRequest, TokenServer, TOKEN_ISSUER, TOKEN_LIFETIME_SECS, TOKEN_SERVICE};
 
 /// A TCP port on `127.0.0.1` that was free a moment ago (bound to port 0, then released).
 ///

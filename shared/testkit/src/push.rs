@@ -1,7 +1,12 @@
 //! Pushing images and indexes to a registry over the distribution HTTP API (plain HTTP).
+//!
+//! Authentication follows the registry's lead: a pusher first asks `GET /v2/`; if the answer is
+//! a `Bearer` challenge (token auth), it fetches a `pull,push` token for the repository from the
+//! challenge's realm (with the given basic credentials, or anonymously) and presents it on
+//! every request. Otherwise the given credentials go as HTTP basic auth on every request.
 
 use anyhow::{bail, Context, Result};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Client, Method, RequestBuilder, StatusCode, Url};
 
 use crate::image::Artifact;
@@ -49,13 +54,13 @@ impl<T: RegistryEndpoint + ?Sized> RegistryEndpoint for &T {
 /// Blobs go up with a monolithic upload (`POST /v2/<repo>/blobs/uploads/`, then `PUT
 /// <location>?digest=…`), skipping those a `HEAD` finds already present; an index's images
 /// are pushed (by digest) before the index itself. `auth` is HTTP basic auth sent on every
-/// request.
+/// request, or — when the registry uses token auth — the credentials for the token request.
 pub async fn push<R, A>(registry: &R, repo: &str, tag: &str, artifact: &A, auth: Option<(&str, &str)>) -> Result<String>
 where
     R: RegistryEndpoint + ?Sized,
     A: Artifact + ?Sized,
 {
-    let pusher = Pusher::new(registry, auth)?;
+    let pusher = Pusher::connect(registry, repo, auth).await?;
     for child in artifact.children() {
         pusher
             .push_one(repo, &child.manifest_digest, child)
@@ -72,7 +77,7 @@ pub async fn push_blob<R: RegistryEndpoint + ?Sized>(
     blob: &Blob,
     auth: Option<(&str, &str)>,
 ) -> Result<()> {
-    Pusher::new(registry, auth)?.push_blob(repo, blob).await
+    Pusher::connect(registry, repo, auth).await?.push_blob(repo, blob).await
 }
 
 /// `PUT`s raw manifest bytes as `repo:reference` with the given media type; returns the
@@ -85,26 +90,53 @@ pub async fn push_manifest<R: RegistryEndpoint + ?Sized>(
     manifest: &[u8],
     auth: Option<(&str, &str)>,
 ) -> Result<String> {
-    Pusher::new(registry, auth)?.push_manifest(repo, reference, media_type, manifest).await
+    Pusher::connect(registry, repo, auth).await?.push_manifest(repo, reference, media_type, manifest).await
+}
+
+/// What a pusher presents on each request.
+enum Auth {
+    Anonymous,
+    Basic(String, String),
+    Bearer(String),
 }
 
 struct Pusher {
     client: Client,
     base: String,
-    auth: Option<(String, String)>,
+    auth: Auth,
 }
 
 impl Pusher {
-    fn new<R: RegistryEndpoint + ?Sized>(registry: &R, auth: Option<(&str, &str)>) -> Result<Self> {
+    /// A pusher for `repo`, authenticated the way the registry asks (see the module docs).
+    async fn connect<R: RegistryEndpoint + ?Sized>(
+        registry: &R,
+        repo: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Self> {
         let client = Client::builder().no_proxy().build().context("build HTTP client")?;
-        Ok(Self { client, base: registry.base_url(), auth: auth.map(|(u, p)| (u.to_owned(), p.to_owned())) })
+        let base = registry.base_url();
+        let ping_url = format!("{base}/v2/");
+        let ping = client.get(&ping_url).send().await.with_context(|| format!("GET {ping_url}"))?;
+        let challenge = ping
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .filter(|_| ping.status() == StatusCode::UNAUTHORIZED)
+            .and_then(bearer_challenge);
+        let auth = match (challenge, credentials) {
+            (Some(params), credentials) => Auth::Bearer(fetch_token(&client, &params, repo, credentials).await?),
+            (None, Some((user, password))) => Auth::Basic(user.to_owned(), password.to_owned()),
+            (None, None) => Auth::Anonymous,
+        };
+        Ok(Self { client, base, auth })
     }
 
     fn request(&self, method: Method, url: impl reqwest::IntoUrl) -> RequestBuilder {
         let req = self.client.request(method, url);
         match &self.auth {
-            Some((u, p)) => req.basic_auth(u, Some(p)),
-            None => req,
+            Auth::Anonymous => req,
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Auth::Bearer(token) => req.bearer_auth(token),
         }
     }
 
@@ -181,5 +213,98 @@ impl Pusher {
             .map(str::to_owned)
             .unwrap_or_else(|| crate::layer::sha256_digest(manifest));
         Ok(digest)
+    }
+}
+
+/// The parameters of a `Bearer …` challenge (`realm`, `service`, `scope`, …), keys lowercased;
+/// `None` for any other scheme.
+fn bearer_challenge(header: &str) -> Option<Vec<(String, String)>> {
+    let (scheme, mut rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    // RFC 7235 auth-params: `key=token` or `key="quoted \"string\""`, comma-separated.
+    let mut params = Vec::new();
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        let Some((key, after)) = rest.split_once('=') else { break };
+        let mut value = String::new();
+        if let Some(quoted) = after.strip_prefix('"') {
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next().map(|(_, c)| c)),
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            rest = &quoted[end..];
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            value.push_str(after[..end].trim());
+            rest = &after[end..];
+        }
+        params.push((key.trim().to_ascii_lowercase(), value));
+    }
+    Some(params)
+}
+
+/// Asks the challenge's realm for a `pull,push` token on `repo`.
+async fn fetch_token(
+    client: &Client,
+    challenge: &[(String, String)],
+    repo: &str,
+    credentials: Option<(&str, &str)>,
+) -> Result<String> {
+    let param = |name: &str| challenge.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let realm = param("realm").context("the registry's Bearer challenge names no realm")?;
+    let mut url = Url::parse(realm).with_context(|| format!("token realm {realm:?} is not a URL"))?;
+    if let Some(service) = param("service") {
+        url.query_pairs_mut().append_pair("service", service);
+    }
+    url.query_pairs_mut().append_pair("scope", &format!("repository:{repo}:pull,push"));
+    let mut request = client.get(url.clone());
+    if let Some((user, password)) = credentials {
+        request = request.basic_auth(user, Some(password));
+    }
+    let resp = request.send().await.with_context(|| format!("GET {url}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.with_context(|| format!("read the token response from {realm}"))?;
+    if status != StatusCode::OK {
+        bail!("token server {realm} refused a push token for {repo}: {status} {}", String::from_utf8_lossy(&body));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("token response from {realm} is not JSON"))?;
+    // The spec names it `token`; OAuth2-style servers send `access_token`.
+    json.get("token")
+        .or_else(|| json.get("access_token"))
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("token response from {realm} has no token"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_challenge;
+
+    #[test]
+    fn parses_bearer_challenges() {
+        let params = bearer_challenge(
+            r#"Bearer realm="http://127.0.0.1:1/token",service="reg",scope="repository:a/b:pull,push",error="x\"y""#,
+        )
+        .unwrap();
+        let expect = [
+            ("realm", "http://127.0.0.1:1/token"),
+            ("service", "reg"),
+            ("scope", "repository:a/b:pull,push"),
+            ("error", "x\"y"),
+        ];
+        assert_eq!(params, expect.map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert_eq!(bearer_challenge("bearer realm=r, Service=s").unwrap()[1], ("service".into(), "s".into()));
+        assert!(bearer_challenge(r#"Basic realm="trawl-testkit""#).is_none());
     }
 }

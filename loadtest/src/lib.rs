@@ -1,0 +1,23 @@
+//! # trawl-loadtest
+//!
+//! Trawl's benchmark and load-test harness. Speed and memory targets (issue 2:
+//! peak RSS, layer throughput, end-to-end time against Syft and `skopeo`) are
+//! checked here, against real binaries, a real registry and realistic images,
+//! never by timed unit tests — timings inside `cargo test` are noisy, slow the
+//! suite and fail for reasons unrelated to the code under test.
+//!
+//! The binary's subcommands:
+//! - `image-bench`: the image-analysis benchmark (run it through
+//!   `loadtest/bench-image.sh`, which builds release binaries first). Prints a
+//!   Markdown section with each measure, its figure, target and PASS/MISS.
+//!
+//! Every figure is the median of several rounds, and comparisons with other
+//! tools are made within a round, side by side, because the machine is shared
+//! and its speed drifts between minutes. The library half exists so that
+//! integration tests can drive the measuring code against the real binary.
+
+pub mod image_bench;
+pub mod measure;
+pub mod pipeline;
+pub mod report;
+pub mod select;
