@@ -116,8 +116,10 @@ impl Analyzer {
     /// Analyses a resolved image source.
     pub async fn analyze_image(&self, source: &dyn ImageSource) -> Result<ImageAnalysis, AnalyzeError> {
         let image = source.resolve().await?;
-        let walked: Vec<Result<(LayerInventory, u64), AnalyzeError>> = stream::iter(image.layers.iter())
-            .map(|layer| self.walk_layer(source, layer))
+        // Owned descriptors keep the futures free of higher-ranked borrows,
+        // so an analysis can run inside a spawned task.
+        let walked: Vec<Result<(LayerInventory, u64), AnalyzeError>> = stream::iter(image.layers.clone())
+            .map(|layer| async move { self.walk_layer(source, &layer).await })
             .buffered(self.options.parallel_layers.max(1))
             .collect()
             .await;
