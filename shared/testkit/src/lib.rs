@@ -80,7 +80,7 @@ pub use layer::{
 pub use nats::NatsServer;
 pub use push::{push, push_blob, push_manifest, RegistryEndpoint};
 pub use registry::Registry;
-pub use samples::{nats_server_binary, sample_images, SampleImage};
+pub use samples::{nats_server_binary, sample_advisories, sample_images, SampleImage};
 pub use token::{token_claims, Grant, TokenRequest, TokenServer, TOKEN_ISSUER, TOKEN_LIFETIME_SECS, TOKEN_SERVICE};
 
 /// A TCP port on `127.0.0.1` that was free a moment ago (bound to port 0, then released).

@@ -178,3 +178,106 @@ pub fn sample_images() -> Result<Vec<SampleImage>> {
         SampleImage { repo: "samples/ubuntu-ruby-php", tag: "22.04", image: ubuntu },
     ])
 }
+
+/// OSV advisories for the sample images, written for the demo (modelled on
+/// real advisories for these package versions), so the demo shows findings
+/// without any downloaded data. One advisory is fixed at a version the Alpine
+/// image already has, to show a non-finding.
+pub fn sample_advisories() -> Vec<(String, serde_json::Value)> {
+    use serde_json::json;
+    let cvss = |v: &str| json!([{"type": "CVSS_V3", "score": v}]);
+    let range = |eco: &str, name: &str, fixed: &str| {
+        json!({"package": {"ecosystem": eco, "name": name},
+               "ranges": [{"type": if eco == "npm" { "SEMVER" } else { "ECOSYSTEM" }, "events": [{"introduced": "0"}, {"fixed": fixed}]}]})
+    };
+    let advisory = |id: &str,
+                    aliases: &[&str],
+                    summary: &str,
+                    severity: serde_json::Value,
+                    affected: serde_json::Value| {
+        (
+            id.to_string(),
+            json!({"schema_version": "1.6.0", "id": id, "modified": "2024-01-01T00:00:00Z", "published": "2023-11-01T00:00:00Z",
+            "aliases": aliases, "summary": summary, "severity": severity, "affected": [affected]}),
+        )
+    };
+    vec![
+        advisory(
+            "DSA-5532-1",
+            &["CVE-2023-5363", "CVE-2023-5678"],
+            "openssl - security update",
+            json!([]),
+            range("Debian:12", "openssl", "3.0.11-1~deb12u2"),
+        ),
+        advisory(
+            "DSA-5587-1",
+            &["CVE-2023-46218", "CVE-2023-46219"],
+            "curl - security update",
+            json!([]),
+            range("Debian:12", "curl", "7.88.1-10+deb12u5"),
+        ),
+        advisory(
+            "GHSA-j8r2-6x86-q33q",
+            &["CVE-2023-32681"],
+            "Unintended leak of Proxy-Authorization header in requests",
+            cvss("CVSS:3.1/AV:N/AC:H/PR:N/UI:R/S:C/C:H/I:N/A:N"),
+            range("PyPI", "requests", "2.31.0"),
+        ),
+        advisory(
+            "GHSA-q2q7-5pp4-w6pg",
+            &["CVE-2021-33503"],
+            "Catastrophic backtracking in URL authority parser in urllib3",
+            cvss("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"),
+            range("PyPI", "urllib3", "1.26.5"),
+        ),
+        advisory(
+            "GHSA-35jh-r3h4-6jhm",
+            &["CVE-2021-23337"],
+            "Command Injection in lodash",
+            cvss("CVSS:3.1/AV:N/AC:L/PR:H/UI:N/S:U/C:H/I:H/A:H"),
+            range("npm", "lodash", "4.17.21"),
+        ),
+        advisory(
+            "GHSA-xvch-5gv4-984h",
+            &["CVE-2021-44906"],
+            "Prototype Pollution in minimist",
+            cvss("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
+            range("npm", "minimist", "1.2.6"),
+        ),
+        advisory(
+            "ALPINE-CVE-2023-5678",
+            &[],
+            "openssl: excessive time spent in DH checks",
+            json!([]),
+            range("Alpine:v3.18", "openssl", "3.1.4-r1"),
+        ),
+        advisory(
+            "ALPINE-CVE-2023-46218",
+            &[],
+            "curl: cookie mixed case PSL bypass",
+            cvss("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:L/A:N"),
+            range("Alpine:v3.18", "curl", "8.5.0-r0"),
+        ),
+        advisory(
+            "USN-6450-1",
+            &["CVE-2023-5363"],
+            "OpenSSL vulnerabilities",
+            json!([{"type": "Ubuntu", "score": "high"}]),
+            range("Ubuntu:22.04:LTS", "openssl", "3.0.2-0ubuntu1.12"),
+        ),
+        advisory(
+            "GHSA-wq4h-7r42-5hrr",
+            &["CVE-2022-30123"],
+            "Possible shell escape sequence injection vulnerability in Rack",
+            cvss("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
+            range("RubyGems", "rack", "2.2.3.1"),
+        ),
+        advisory(
+            "GHSA-f2wf-25xc-69c9",
+            &["CVE-2022-29248"],
+            "Cross-domain cookie leakage in Guzzle",
+            cvss("CVSS:3.1/AV:N/AC:H/PR:N/UI:R/S:U/C:H/I:H/A:H"),
+            range("Packagist", "guzzlehttp/guzzle", "7.4.3"),
+        ),
+    ]
+}
