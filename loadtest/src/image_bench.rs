@@ -162,7 +162,8 @@ pub async fn run(args: ImageBenchArgs) -> Result<String> {
     let (large, small) = (&images[0], &images[1]);
     if args.hold {
         eprintln!(
-            "images ready:\n  {}\n  {}\nprofile away (e.g. `{} sbom --plain-http REF -o /dev/null`); press Enter to go on",
+            "images ready:\n  {}\n  {}\nprofile away (e.g. `{} sbom --plain-http REF -o /dev/null`); \
+             press Enter to go on",
             large.reference,
             small.reference,
             scanner.display()
@@ -514,7 +515,7 @@ fn tool_versions(scanner: &Path, args: &ImageBenchArgs) -> Result<Vec<(String, S
 }
 
 /// `nproc`, CPU model, memory and kernel of this machine.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -798,7 +799,7 @@ fn render(r: &Rendered<'_>) -> String {
     results.push(vec![
         "4".into(),
         "pull + inventory vs pull only, large image: skopeo time / Trawl time".into(),
-        format!("{}; Trawl {:.2} s, skopeo copy {:.2} s", m.skopeo_ratio.show(2, ""), tl.median(), sk.median()),
+        format!("{}; Trawl {:.2} s, skopeo copy {:.2} s", m.skopeo_ratio.show(3, ""), tl.median(), sk.median()),
         format!("≥ {SKOPEO_RATIO_MIN:.1}"),
         verdict(m.skopeo_ratio.median() >= SKOPEO_RATIO_MIN).into(),
     ]);
@@ -840,7 +841,7 @@ fn render(r: &Rendered<'_>) -> String {
     raw_row("skopeo copy, large: CPU cores busy", &series(&m.skopeo, ChildRun::cores_used), "×", 2);
     raw_row("registry process during skopeo: CPU cores busy", &m.load_skopeo.registry, "×", 2);
     raw_row("other processes during skopeo: CPU cores busy", &m.load_skopeo.other, "×", 2);
-    raw_row("skopeo / Trawl", &m.skopeo_ratio, "ratio", 2);
+    raw_row("skopeo / Trawl", &m.skopeo_ratio, "ratio", 3);
     if !m.syft.is_empty() {
         raw_row("Syft, large: wall", &series(&m.syft, wall), "s", 2);
         raw_row("Syft, large: peak RSS", &series(&m.syft, ChildRun::rss_mib), "MiB", 0);
@@ -850,7 +851,7 @@ fn render(r: &Rendered<'_>) -> String {
     }
     raw_row("gzip -dc, largest layer", &m.gzip, "s", 3);
     raw_row("Trawl layer pipeline, largest layer", &m.pipeline, "s", 3);
-    raw_row("gzip / Trawl", &m.gzip_ratio, "ratio", 2);
+    raw_row("gzip / Trawl", &m.gzip_ratio, "ratio", 3);
     let mut raw_headers = vec!["series", "unit"];
     let run_names: Vec<String> = (1..=runs).map(|i| format!("run {i}")).collect();
     raw_headers.extend(run_names.iter().map(String::as_str));
@@ -898,9 +899,9 @@ fn render(r: &Rendered<'_>) -> String {
         .fold(0.0, f64::max);
     if others > BUSY_WARNING {
         s.push_str(&format!(
-            "> **Warning:** other processes kept up to {others:.2} cores busy during the measured runs (see \
-             \"other processes\" below); wall times and ratios are skewed against whichever tool needs more cores. \
-             Rerun on an idle machine.\n\n"
+            "> **Warning:** other processes (other users' jobs, kernel threads such as disk writeback) kept up \
+             to {others:.2} cores busy during the measured runs (see \"other processes\" below); wall times and \
+             ratios are skewed against whichever tool needs more cores. Rerun on an idle machine.\n\n"
         ));
     }
     s.push_str(
@@ -918,7 +919,8 @@ fn render(r: &Rendered<'_>) -> String {
     s.push_str("\n### All runs\n\n");
     s.push_str(&table(&raw_headers, &raw));
     s.push_str(&format!(
-        "\n### Layer pipeline by stage (largest layer: {} compressed, {} uncompressed; {} files cataloged, {} packages)\n\n\
+        "\n### Layer pipeline by stage (largest layer: {} compressed, {} uncompressed; {} files cataloged, \
+         {} packages)\n\n\
          In-process on the blob file; each stage includes the ones above it. MB/s are of uncompressed data \
          (10^6 bytes/s).\n\n",
         bytes(r.biggest.size),
@@ -1049,7 +1051,7 @@ mod tests {
         assert!(!md.contains("Warning"), "{md}");
         let mut busy = m;
         busy.load_skopeo.other = Series { values: vec![0.9, 1.0, 1.1] };
-        assert!(rendered(&busy).contains("other processes kept up to 1.00 cores busy"));
+        assert!(rendered(&busy).contains("to 1.00 cores busy during the measured runs"));
         assert!(
             md.contains("| 1c | peak RSS, large vs small (larger / smaller − 1, of the medians) | 5.1 % |"),
             "{md}"

@@ -10,12 +10,19 @@
 //! - `image-bench`: the image-analysis benchmark (run it through
 //!   `loadtest/bench-image.sh`, which builds release binaries first). Prints a
 //!   Markdown section with each measure, its figure, target and PASS/MISS.
+//! - `db-bench`: the vulnerability-database benchmark (issue 3; run it through
+//!   `loadtest/bench-db.sh`): corpus build and load time, matching 1,000
+//!   packages, and a generated 500,000-advisory database probed in a fresh
+//!   process for load time, resident memory and lookup latency.
 //!
 //! Every figure is the median of several rounds, and comparisons with other
 //! tools are made within a round, side by side, because the machine is shared
 //! and its speed drifts between minutes. The library half exists so that
 //! integration tests can drive the measuring code against the real binary.
 
+#![warn(missing_docs)]
+
+pub mod db_bench;
 pub mod image_bench;
 pub mod measure;
 pub mod pipeline;

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
-use trawl_loadtest::{image_bench, measure};
+use trawl_loadtest::{db_bench, image_bench, measure};
 
 /// Trawl's benchmark and load-test harness.
 #[derive(Parser, Debug)]
@@ -19,6 +19,16 @@ enum Command {
     /// Image-analysis benchmark (issue 2): peak RSS, layer throughput vs gzip,
     /// end to end vs Syft and vs `skopeo copy`.
     ImageBench(image_bench::ImageBenchArgs),
+    /// Vulnerability-database benchmark (issue 3): build, load, matching, and
+    /// a generated production-scale database.
+    DbBench(db_bench::DbBenchArgs),
+    /// Internal: load a database in this fresh process and print load time,
+    /// resident memory and per-package match latency as JSON.
+    #[command(name = "db-probe", hide = true)]
+    DbProbe {
+        /// The database file.
+        db: PathBuf,
+    },
     /// Internal: run PROGRAM and write its wall time, CPU time and peak RSS to
     /// REPORT (the harness measures every child through this launcher).
     #[command(name = "exec-measured", hide = true)]
@@ -47,6 +57,16 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&out, &section).with_context(|| format!("write {}", out.display()))?;
                 eprintln!("wrote {}", out.display());
             }
+        }
+        Command::DbBench(args) => {
+            let section = db_bench::run(&args)?;
+            println!("{section}");
+            if let Some(out) = &args.out {
+                std::fs::write(out, &section).with_context(|| format!("write {}", out.display()))?;
+            }
+        }
+        Command::DbProbe { db } => {
+            println!("{}", serde_json::to_string(&db_bench::probe(&db)?)?);
         }
         Command::ExecMeasured { report, command } => {
             // Kept tiny on purpose (no runtime, no allocations to speak of):

@@ -140,7 +140,7 @@ impl Analyzer {
         layer: &LayerDescriptor,
     ) -> Result<(LayerInventory, u64), AnalyzeError> {
         let stream = source.open_blob(layer).await?;
-        let (pump, raw) = BlobPump::start(stream, layer);
+        let (pump, raw) = BlobPump::start_with(stream, layer, !source.verifies_digests());
         let progress = pump.progress.clone();
         let catalogers = self.catalogers.clone();
         let limits = self.options.limits;

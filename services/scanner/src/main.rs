@@ -148,7 +148,7 @@ struct FetchArgs {
     max_compression_ratio: u64,
 
     /// Layers downloaded and walked at once.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 2)]
     parallel_layers: usize,
 }
 
@@ -168,7 +168,20 @@ enum LogFormat {
     Json,
 }
 
+/// Caps glibc's per-thread malloc arenas. Layers are walked on several
+/// blocking threads; with one arena each, memory freed by one thread is not
+/// reused by another, and peak RSS grows with the number of threads that ever
+/// ran rather than with the work (measured in docs/benchmarks.md).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

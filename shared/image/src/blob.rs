@@ -22,8 +22,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Chunks buffered between download and decompression (each up to a few dozen KiB).
-const CHANNEL_CHUNKS: usize = 16;
+/// Chunks buffered between download and decompression. Chunks are copied
+/// out of the HTTP client's read buffers (see [`pump`]), so this bounds the
+/// queued bytes to a few chunks of at most a few dozen KiB each.
+const CHANNEL_CHUNKS: usize = 4;
 
 /// Safety limits for decompressing one layer.
 #[derive(Debug, Clone, Copy)]
@@ -61,11 +63,18 @@ impl BlobPump {
     /// Starts pumping `stream` for `layer`; returns the pump and the blocking
     /// reader that receives the raw bytes. Must be called inside a Tokio runtime.
     pub fn start(stream: BlobStream, layer: &LayerDescriptor) -> (BlobPump, ChannelReader) {
+        Self::start_with(stream, layer, true)
+    }
+
+    /// Like [`BlobPump::start`]; with `hash` false the digest is not computed
+    /// here because the source already verifies it (the registry client does),
+    /// so each byte is hashed once. Sizes are always checked.
+    pub fn start_with(stream: BlobStream, layer: &LayerDescriptor, hash: bool) -> (BlobPump, ChannelReader) {
         let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
         let progress = Arc::new(BlobProgress::default());
         let layer = layer.clone();
         let counters = progress.clone();
-        let handle = tokio::spawn(async move { pump(stream, layer, tx, counters).await });
+        let handle = tokio::spawn(async move { pump(stream, layer, tx, counters, hash).await });
         (BlobPump { handle, progress: progress.clone() }, ChannelReader { rx, current: Bytes::new() })
     }
 
@@ -83,6 +92,7 @@ async fn pump(
     layer: LayerDescriptor,
     tx: mpsc::Sender<Bytes>,
     progress: Arc<BlobProgress>,
+    hash: bool,
 ) -> Result<u64, ImageError> {
     let mut hasher = Sha256::new();
     let mut received: u64 = 0;
@@ -102,11 +112,15 @@ async fn pump(
         if layer.size > 0 && received > layer.size {
             return Err(ImageError::SizeMismatch { what, expected: layer.size, actual: received });
         }
-        hasher.update(&chunk);
+        if hash {
+            hasher.update(&chunk);
+        }
         progress.received.store(received, Ordering::Relaxed);
         // If the walker stopped early (it failed), keep hashing to the end so
         // the caller learns whether the blob itself was corrupt.
-        if consumer_alive && tx.send(chunk).await.is_err() {
+        // Copy out of the HTTP client's read buffer: a small slice of a large
+        // buffer would otherwise keep the whole buffer alive while queued.
+        if consumer_alive && tx.send(Bytes::copy_from_slice(&chunk)).await.is_err() {
             consumer_alive = false;
         }
     }
@@ -115,7 +129,7 @@ async fn pump(
         return Err(ImageError::SizeMismatch { what, expected: layer.size, actual: received });
     }
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if actual != layer.digest {
+    if hash && actual != layer.digest {
         return Err(ImageError::DigestMismatch { what, expected: layer.digest.clone(), actual });
     }
     Ok(received)

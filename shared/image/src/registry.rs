@@ -236,6 +236,12 @@ impl ImageSource for RegistrySource {
         })
     }
 
+    fn verifies_digests(&self) -> bool {
+        // oci-client's blob stream checks the sha256 itself; `open_blob`
+        // turns its verdict into `ImageError::DigestMismatch`.
+        true
+    }
+
     async fn open_blob(&self, layer: &LayerDescriptor) -> Result<BlobStream, ImageError> {
         let desc = OciDescriptor {
             media_type: layer.media_type.clone(),

@@ -77,6 +77,13 @@ pub trait ImageSource: Send + Sync {
     /// Opens a layer blob as a byte stream. The caller verifies its digest
     /// and size (see [`crate::blob`]), so sources just deliver bytes.
     async fn open_blob(&self, layer: &LayerDescriptor) -> Result<BlobStream, ImageError>;
+
+    /// True when [`ImageSource::open_blob`]'s stream already fails on a
+    /// digest mismatch (with [`ImageError::DigestMismatch`]), so the caller
+    /// need not hash the bytes a second time.
+    fn verifies_digests(&self) -> bool {
+        false
+    }
 }
 
 /// Registry credentials. Never logged: `Debug` hides the secret.

@@ -166,8 +166,58 @@ struct Body {
 pub struct Database {
     header: DbHeader,
     body: Body,
-    /// ecosystem name → (package name → index into `body.packages`).
-    index: HashMap<String, HashMap<String, u32>>,
+    index: Index,
+}
+
+/// (ecosystem, name) → package entry, without copying the names: the key is
+/// a 64-bit hash of the name, and the entry's own name confirms a hit. The
+/// rare true hash collision goes to a small map with full keys.
+#[derive(Debug, Default)]
+struct Index {
+    ecosystems: HashMap<String, u32>,
+    by_hash: HashMap<(u32, u64), u32>,
+    collisions: HashMap<(u32, String), u32>,
+}
+
+impl Index {
+    fn build(ecosystems: &[String], packages: &[PackageEntry]) -> Index {
+        let mut index = Index {
+            ecosystems: ecosystems.iter().enumerate().map(|(i, e)| (e.clone(), i as u32)).collect(),
+            ..Default::default()
+        };
+        // Only ecosystems that have entries count as covered.
+        let mut used = vec![false; ecosystems.len()];
+        for (i, p) in packages.iter().enumerate() {
+            if let Some(u) = used.get_mut(p.ecosystem as usize) {
+                *u = true;
+            }
+            match index.by_hash.entry((p.ecosystem, name_hash(&p.name))) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i as u32);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    index.collisions.insert((p.ecosystem, p.name.clone()), i as u32);
+                }
+            }
+        }
+        index.ecosystems.retain(|_, id| used.get(*id as usize).copied().unwrap_or(false));
+        index
+    }
+
+    fn find(&self, packages: &[PackageEntry], ecosystem: &str, name: &str) -> Option<u32> {
+        let eco = *self.ecosystems.get(ecosystem)?;
+        let i = *self.by_hash.get(&(eco, name_hash(name)))?;
+        if packages.get(i as usize).is_some_and(|p| p.name == name) {
+            return Some(i);
+        }
+        self.collisions.get(&(eco, name.to_string())).copied()
+    }
+}
+
+/// A stable 64-bit hash (SipHash with fixed keys) of a package name.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
 }
 
 /// The name an ecosystem files a package under: PyPI names are PEP 503
@@ -201,17 +251,37 @@ impl Database {
 
     /// True when some advisory covers this ecosystem.
     pub fn covers(&self, ecosystem: &str) -> bool {
-        self.index.contains_key(ecosystem)
+        self.index.ecosystems.contains_key(ecosystem)
     }
 
     /// Advisories for a package; `name` must already be normalised.
     pub fn lookup(&self, ecosystem: &str, name: &str) -> &[Affected] {
         self.index
-            .get(ecosystem)
-            .and_then(|names| names.get(name))
-            .and_then(|&i| self.body.packages.get(i as usize))
+            .find(&self.body.packages, ecosystem, name)
+            .and_then(|i| self.body.packages.get(i as usize))
             .map(|p| p.affected.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// Up to `n` (ecosystem, name, version) triples spread evenly over the
+    /// database, each with a version taken from its first range, for
+    /// benchmarks and tests that need realistic lookups.
+    pub fn sample_entries(&self, n: usize) -> Vec<(String, String, String)> {
+        let step = (self.body.packages.len() / n.max(1)).max(1);
+        self.body
+            .packages
+            .iter()
+            .step_by(step)
+            .filter_map(|p| {
+                let eco = self.header.ecosystems.get(p.ecosystem as usize)?;
+                let version = p.affected.iter().flat_map(|a| a.ranges.iter().flatten()).find_map(|e| match e {
+                    Event::Introduced(v) | Event::Fixed(v) | Event::LastAffected(v) if v != "0" => Some(v.clone()),
+                    _ => None,
+                })?;
+                Some((eco.clone(), p.name.clone(), version))
+            })
+            .take(n)
+            .collect()
     }
 
     /// Compiles records into a database.
@@ -284,7 +354,7 @@ impl Database {
             body_sha256: String::new(),
             body_len: 0,
         };
-        let index = build_index(&header.ecosystems, &body.packages);
+        let index = Index::build(&header.ecosystems, &body.packages);
         Database { header, body, index }
     }
 
@@ -354,22 +424,21 @@ impl Database {
         if actual != header.body_sha256 {
             return Err(DbError::Corrupt("body checksum mismatch".into()));
         }
+        // Decode straight from the decompressor: the decompressed body is
+        // never held whole next to the structures built from it.
         let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        let mut raw = Vec::new();
-        decoder
-            .take(MAX_BODY + 1)
-            .read_to_end(&mut raw)
-            .map_err(|e| DbError::Corrupt(format!("decompressing: {e}")))?;
-        if raw.len() as u64 > MAX_BODY {
-            return Err(DbError::Corrupt("body larger than the supported maximum".into()));
+        let mut limited = std::io::BufReader::with_capacity(256 << 10, decoder.take(MAX_BODY));
+        let body: Body =
+            rmp_serde::from_read(&mut limited).map_err(|e| DbError::Corrupt(format!("decoding body: {e}")))?;
+        if limited.read(&mut [0u8; 1]).map_err(|e| DbError::Corrupt(format!("decompressing: {e}")))? != 0 {
+            return Err(DbError::Corrupt("trailing data after the body".into()));
         }
-        let body: Body = rmp_serde::from_slice(&raw).map_err(|e| DbError::Corrupt(format!("decoding body: {e}")))?;
         if body.packages.iter().any(|p| p.ecosystem as usize >= header.ecosystems.len())
             || body.packages.iter().flat_map(|p| &p.affected).any(|a| a.advisory as usize >= body.advisories.len())
         {
             return Err(DbError::Corrupt("dangling index in body".into()));
         }
-        let index = build_index(&header.ecosystems, &body.packages);
+        let index = Index::build(&header.ecosystems, &body.packages);
         Ok(Database { header, body, index })
     }
 }
@@ -396,16 +465,6 @@ fn decode_header(bytes: &[u8]) -> Result<DbHeader, DbError> {
         return Err(DbError::Format { found: f.format, expected: FORMAT_VERSION });
     }
     rmp_serde::from_slice(bytes).map_err(|e| DbError::Corrupt(format!("decoding header: {e}")))
-}
-
-fn build_index(ecosystems: &[String], packages: &[PackageEntry]) -> HashMap<String, HashMap<String, u32>> {
-    let mut index: HashMap<String, HashMap<String, u32>> = HashMap::new();
-    for (i, p) in packages.iter().enumerate() {
-        if let Some(eco) = ecosystems.get(p.ecosystem as usize) {
-            index.entry(eco.clone()).or_default().insert(p.name.clone(), i as u32);
-        }
-    }
-    index
 }
 
 fn convert_event(e: &OsvEvent) -> Option<Event> {

@@ -40,8 +40,11 @@ use std::io::{self, Read};
 pub const MIN_SIZE: u64 = 1024;
 /// Largest file read. The file is streamed, so this bounds time, not memory.
 pub const MAX_SIZE: u64 = 2 << 30;
-/// Bytes kept from the end of each ELF file to find sections in.
-pub const TAIL_BYTES: usize = 8 << 20;
+/// Bytes kept from the end of each ELF file to find sections in. Enough for
+/// the section table and `.dep-v0` of stripped or symbol-only release builds;
+/// kept small because several layers are walked at once and this is the
+/// largest per-file allocation (measured in docs/benchmarks.md).
+pub const TAIL_BYTES: usize = 2 << 20;
 /// Most bytes of cargo-auditable JSON decompressed per file.
 pub const MAX_AUDIT_JSON: u64 = 8 << 20;
 /// Size of each read from the content stream.
