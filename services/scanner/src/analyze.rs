@@ -66,7 +66,7 @@ impl Default for AnalyzerOptions {
         AnalyzerOptions {
             source: SourceOptions::default(),
             limits: LayerLimits::default(),
-            parallel_layers: 3,
+            parallel_layers: 2,
             scratch_limit: 1 << 30,
         }
     }
