@@ -110,10 +110,6 @@ pub struct Advisory {
     pub summary: String,
     /// Severity for the whole advisory.
     pub severity: Option<Severity>,
-    /// Publication time.
-    pub published: Option<String>,
-    /// Modification time.
-    pub modified: Option<String>,
     /// Primary link (advisory page).
     pub url: Option<String>,
 }
@@ -513,8 +509,6 @@ fn compile_advisory(record: OsvRecord) -> Advisory {
         id: record.id,
         aliases,
         summary,
-        published: record.published,
-        modified: record.modified,
         url,
     }
 }
