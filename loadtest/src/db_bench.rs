@@ -168,31 +168,9 @@ fn corpus_sources(corpus: &Path) -> Result<Vec<PathBuf>> {
     Ok(sources)
 }
 
-/// Ingests every source (in parallel, one thread per source) and compiles.
+/// Ingests every source and compiles, exactly as `trawl-updater build` does.
 fn build(sources: &[PathBuf]) -> Result<Database> {
-    let parts: Vec<Result<Ingested>> = std::thread::scope(|s| {
-        let handles: Vec<_> = sources
-            .iter()
-            .map(|src| {
-                s.spawn(move || {
-                    let mut part = Ingested::default();
-                    part.add_path(src)?;
-                    Ok(part)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("ingest thread panicked"))))
-            .collect()
-    });
-    let mut all = Ingested::default();
-    for part in parts {
-        let mut part = part?;
-        all.records.append(&mut part.records);
-        all.sources.append(&mut part.sources);
-        all.skipped.append(&mut part.skipped);
-    }
+    let all = Ingested::from_paths(sources)?;
     let skipped = all.skipped.len() as u64;
     Ok(Database::build(all.records, all.sources, skipped))
 }

@@ -13,33 +13,25 @@ pub async fn build_database(sources: &[String]) -> Result<(Database, Ingested)> 
     if sources.is_empty() {
         bail!("no advisory source given: pass --source PATH|URL (an OSV all.zip, a directory of OSV JSON, or a JSON file)");
     }
-    let mut ingested = Ingested::default();
+    // Download first (I/O), then parse every source at once (CPU).
     let mut downloads = Vec::new();
+    let mut paths = Vec::with_capacity(sources.len());
     for source in sources {
-        let path = if source.starts_with("http://") || source.starts_with("https://") {
+        if source.starts_with("http://") || source.starts_with("https://") {
             let file = download(source).await?;
-            let path = file.path().to_path_buf();
+            paths.push(file.path().to_path_buf());
             downloads.push(file);
-            path
         } else {
-            PathBuf::from(source)
-        };
-        let name = source.clone();
-        let ingest_path = path.clone();
-        // Parsing is CPU-bound: keep it off the async threads.
-        let mut part = tokio::task::spawn_blocking(move || {
-            let mut part = Ingested::default();
-            part.add_path(&ingest_path).map(|_| part)
-        })
+            paths.push(PathBuf::from(source));
+        }
+    }
+    let mut ingested = tokio::task::spawn_blocking(move || Ingested::from_paths(&paths))
         .await
         .context("ingest task failed")?
-        .with_context(|| format!("reading advisory source {name}"))?;
-        if let Some(info) = part.sources.last_mut() {
-            info.name = source.clone();
-        }
-        ingested.records.append(&mut part.records);
-        ingested.sources.append(&mut part.sources);
-        ingested.skipped.append(&mut part.skipped);
+        .context("reading advisory sources")?;
+    // Report sources as the user named them (not the temporary download paths).
+    for (info, name) in ingested.sources.iter_mut().zip(sources) {
+        info.name = name.clone();
     }
     drop(downloads);
     let records = std::mem::take(&mut ingested.records);

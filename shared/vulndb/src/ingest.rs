@@ -59,6 +59,42 @@ pub enum IngestError {
 }
 
 impl Ingested {
+    /// Reads several sources, one thread per source (parsing JSON is the
+    /// bulk of a build), merged in the order given.
+    pub fn from_paths(paths: &[std::path::PathBuf]) -> Result<Ingested, IngestError> {
+        let parts: Vec<Result<Ingested, IngestError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = paths
+                .iter()
+                .map(|path| {
+                    scope.spawn(move || {
+                        let mut part = Ingested::default();
+                        part.add_path(path).map(|()| part)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(paths)
+                .map(|(h, path)| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(IngestError::Io {
+                            path: path.display().to_string(),
+                            source: std::io::Error::other("ingest thread panicked"),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut all = Ingested::default();
+        for part in parts {
+            let mut part = part?;
+            all.records.append(&mut part.records);
+            all.sources.append(&mut part.sources);
+            all.skipped.append(&mut part.skipped);
+        }
+        Ok(all)
+    }
+
     /// Reads one source: a `.zip` archive, a directory, or a JSON file.
     pub fn add_path(&mut self, path: &Path) -> Result<(), IngestError> {
         let io = |source| IngestError::Io { path: path.display().to_string(), source };
