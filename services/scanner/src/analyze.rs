@@ -8,9 +8,11 @@
 
 use futures::stream::{self, StreamExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use trawl_catalog::{
     CatalogContext, CatalogerSet, DirWalker, FileIssue, Inventory, LayerInventory, LayerStack, LayerWalker, WalkError,
 };
+use trawl_image::blob::BlobProgress;
 use trawl_image::blob::{decompress, image_error_from_io};
 use trawl_image::{
     BlobPump, ImageError, ImageRef, ImageSource, LayerDescriptor, LayerLimits, ResolvedImage, SourceOptions,
@@ -83,17 +85,39 @@ pub struct ImageAnalysis {
     pub bytes_read: u64,
 }
 
+/// Hears about an analysis as it goes, e.g. to draw progress bars. Every
+/// method has an empty default, so an observer implements only what it shows.
+pub trait AnalysisObserver: Send + Sync {
+    /// The image was resolved to a manifest; its layers are about to be read.
+    fn resolved(&self, _image: &ResolvedImage) {}
+    /// Layer `index` (bottom first) started downloading; `progress` counts its bytes.
+    fn layer_started(&self, _index: usize, _layer: &LayerDescriptor, _progress: Arc<BlobProgress>) {}
+    /// Layer `index` was read and walked (successfully or not).
+    fn layer_finished(&self, _index: usize, _layer: &LayerDescriptor) {}
+}
+
+/// The observer used when nobody watches.
+struct Unobserved;
+impl AnalysisObserver for Unobserved {}
+
 /// Turns images into inventories.
 #[derive(Clone)]
 pub struct Analyzer {
     catalogers: CatalogerSet,
     options: AnalyzerOptions,
+    observer: Arc<dyn AnalysisObserver>,
 }
 
 impl Analyzer {
     /// An analyzer with the given catalogers and options.
     pub fn new(catalogers: CatalogerSet, options: AnalyzerOptions) -> Self {
-        Analyzer { catalogers, options }
+        Analyzer { catalogers, options, observer: Arc::new(Unobserved) }
+    }
+
+    /// The same analyzer, reporting its progress to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn AnalysisObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Analyses whatever `reference` names: an image or a directory.
@@ -116,10 +140,16 @@ impl Analyzer {
     /// Analyses a resolved image source.
     pub async fn analyze_image(&self, source: &dyn ImageSource) -> Result<ImageAnalysis, AnalyzeError> {
         let image = source.resolve().await?;
+        self.observer.resolved(&image);
         // Owned descriptors keep the futures free of higher-ranked borrows,
         // so an analysis can run inside a spawned task.
         let walked: Vec<Result<(LayerInventory, u64), AnalyzeError>> = stream::iter(image.layers.clone())
-            .map(|layer| async move { self.walk_layer(source, &layer).await })
+            .enumerate()
+            .map(|(index, layer)| async move {
+                let result = self.walk_layer(source, index, &layer).await;
+                self.observer.layer_finished(index, &layer);
+                result
+            })
             .buffered(self.options.parallel_layers.max(1))
             .collect()
             .await;
@@ -137,11 +167,13 @@ impl Analyzer {
     async fn walk_layer(
         &self,
         source: &dyn ImageSource,
+        index: usize,
         layer: &LayerDescriptor,
     ) -> Result<(LayerInventory, u64), AnalyzeError> {
         let stream = source.open_blob(layer).await?;
         let (pump, raw) = BlobPump::start_with(stream, layer, !source.verifies_digests());
         let progress = pump.progress.clone();
+        self.observer.layer_started(index, layer, progress.clone());
         let catalogers = self.catalogers.clone();
         let limits = self.options.limits;
         let scratch_limit = self.options.scratch_limit;
@@ -212,6 +244,7 @@ fn source_kind(r: &ImageRef) -> &'static str {
         ImageRef::OciLayout { .. } => "oci-layout",
         ImageRef::OciArchive { .. } => "oci-archive",
         ImageRef::DockerArchive { .. } => "docker-archive",
+        ImageRef::DockerDaemon(_) => "docker-daemon",
         ImageRef::Dir(_) => "dir",
     }
 }

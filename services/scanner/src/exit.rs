@@ -5,6 +5,8 @@ use trawl_image::ImageError;
 
 /// Success.
 pub const OK: u8 = 0;
+/// Findings failed the CI gate (`--exit-code`'s usual value; the user picks it).
+pub const FINDINGS: u8 = 1;
 /// Command-line usage error (clap uses 2 as well).
 pub const USAGE: u8 = 2;
 /// The image or reference does not exist or is invalid.
@@ -19,6 +21,8 @@ pub const BAD_CONTENT: u8 = 6;
 pub const UNSUPPORTED: u8 = 7;
 /// The vulnerability database is missing, corrupt or unsupported.
 pub const DB: u8 = 8;
+/// Results could not be written to the results directory or delivered to the cluster.
+pub const RESULTS: u8 = 9;
 /// Local I/O or internal failure.
 pub const INTERNAL: u8 = 10;
 

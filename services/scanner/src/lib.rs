@@ -1,6 +1,12 @@
-//! The scanner's library half: image analysis (reference → manifest →
-//! layers → inventory) shared by the standalone commands and, later, the
-//! distributed worker. The binary in `main.rs` is thin glue around it.
+//! The scanner's library half: image and host analysis (reference →
+//! manifest → layers → inventory), terminal progress, the NeuVector
+//! standalone-scanner conventions and result delivery to a cluster. Shared by
+//! the standalone commands and, later, the distributed worker; the binary in
+//! `main.rs` is thin glue around it.
 
 pub mod analyze;
+pub mod cluster;
 pub mod exit;
+pub mod host;
+pub mod neuvector;
+pub mod progress;

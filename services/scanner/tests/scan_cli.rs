@@ -8,31 +8,11 @@ use common::*;
 use serde_json::json;
 use std::process::{Command, Output};
 use trawl_testkit::{push, ImageBuilder, LayerBuilder};
-use trawl_vulndb::osv::OsvRecord;
-use trawl_vulndb::Database;
 
 const DB_ERROR: i32 = 8;
 
 fn scanner(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trawl-scanner")).args(args).env_remove("TRAWL_DB").output().unwrap()
-}
-
-fn small_db(dir: &std::path::Path) -> std::path::PathBuf {
-    let records: Vec<OsvRecord> = [
-        json!({"id": "DSA-9999-1", "aliases": ["CVE-2099-0001"], "summary": "openssl: example flaw",
-            "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
-                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.13-1~deb12u1"}]}]}]}),
-        json!({"id": "GHSA-aaaa-bbbb-cccc", "aliases": ["CVE-2099-0002"], "summary": "requests leaks credentials",
-            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}],
-            "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
-                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.31.0"}]}]}]}),
-    ]
-    .into_iter()
-    .map(|v| serde_json::from_value(v).unwrap())
-    .collect();
-    let path = dir.join("small.db");
-    Database::build(records, vec![], 0).write(&path).unwrap();
-    path
 }
 
 #[tokio::test]

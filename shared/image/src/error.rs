@@ -27,18 +27,18 @@ pub enum ImageError {
         /// Image reference.
         reference: String,
     },
-    /// Could not connect to the registry at all.
-    #[error("cannot reach registry {registry}: {reason} (for a plain-HTTP registry, pass --plain-http)")]
+    /// Could not connect to the registry (or Docker Engine API) at all.
+    #[error("cannot reach {}: {reason}{}", endpoint_label(.registry), unreachable_hint(.registry))]
     Unreachable {
-        /// Registry host.
+        /// Registry host, or a Docker Engine API endpoint URL (`unix://…`, `tcp://…`).
         registry: String,
         /// Underlying cause.
         reason: String,
     },
-    /// The registry answered with an error we cannot act on.
-    #[error("registry {registry} returned an error for {reference}: {reason}")]
+    /// The registry (or Docker Engine API) answered with an error we cannot act on.
+    #[error("{} returned an error for {reference}: {reason}", endpoint_label(.registry))]
     Registry {
-        /// Registry host.
+        /// Registry host, or a Docker Engine API endpoint URL (`unix://…`, `tcp://…`).
         registry: String,
         /// Image reference.
         reference: String,
@@ -134,5 +134,29 @@ impl ImageError {
     /// Helper for [`ImageError::Io`].
     pub fn io(path: impl Into<String>, source: io::Error) -> Self {
         ImageError::Io { path: path.into(), source }
+    }
+}
+
+/// Registry hosts never carry a URL scheme; Docker Engine API endpoints always do.
+fn is_engine_endpoint(registry: &str) -> bool {
+    registry.contains("://")
+}
+
+/// How the `registry` field of an error reads in a sentence.
+fn endpoint_label(registry: &str) -> String {
+    if is_engine_endpoint(registry) {
+        format!("the Docker Engine API at {registry}")
+    } else {
+        format!("registry {registry}")
+    }
+}
+
+/// The remedy appended to [`ImageError::Unreachable`] for registries; an engine's
+/// reason carries its own.
+fn unreachable_hint(registry: &str) -> &'static str {
+    if is_engine_endpoint(registry) {
+        ""
+    } else {
+        " (for a plain-HTTP registry, pass --plain-http)"
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! References follow skopeo/syft conventions: `HOST/REPO:TAG` or
 //! `HOST/REPO@sha256:…` for registries, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
-//! `docker-archive:FILE`, and `dir:PATH` for a root filesystem.
+//! `docker-archive:FILE`, `docker:NAME` (a Docker Engine API) and `dir:PATH`
+//! for a root filesystem.
 
 use crate::error::ImageError;
 use crate::manifest::{ImageConfig, Platform};
@@ -126,6 +127,10 @@ pub struct SourceOptions {
     pub insecure_tls: bool,
     /// Largest manifest, index or config accepted, in bytes.
     pub max_document_bytes: u64,
+    /// Docker Engine API endpoint for `docker:` references: `unix:///PATH`, a
+    /// bare absolute socket path, or plain-HTTP `tcp://HOST:PORT` / `http://HOST:PORT`
+    /// (TLS endpoints are not supported yet; see `docs/docker-engine.md`).
+    pub docker_url: String,
 }
 
 impl Default for SourceOptions {
@@ -136,6 +141,7 @@ impl Default for SourceOptions {
             plain_http: false,
             insecure_tls: false,
             max_document_bytes: 8 << 20,
+            docker_url: crate::docker_engine::DEFAULT_DOCKER_URL.to_string(),
         }
     }
 }
@@ -166,6 +172,9 @@ pub enum ImageRef {
         /// `repo:tag` to pick when the archive holds several images.
         image: Option<String>,
     },
+    /// `docker:NAME` or `docker-daemon:NAME`, an image held by a Docker
+    /// Engine API (Docker itself, or Podman's compatible service).
+    DockerDaemon(String),
     /// `dir:PATH`, a root filesystem on disk.
     Dir(PathBuf),
 }
@@ -197,6 +206,12 @@ impl ImageRef {
                 }
                 _ => ImageRef::DockerArchive { file: rest.trim_end_matches(':').into(), image: None },
             });
+        }
+        if let Some(rest) = s.strip_prefix("docker-daemon:").or_else(|| s.strip_prefix("docker:")) {
+            if rest.is_empty() || rest.contains(char::is_whitespace) {
+                return Err(invalid("docker: needs an image name or ID"));
+            }
+            return Ok(ImageRef::DockerDaemon(rest.to_string()));
         }
         if let Some(rest) = s.strip_prefix("dir:") {
             if rest.is_empty() {
@@ -241,6 +256,10 @@ mod tests {
             ImageRef::DockerArchive { file: "/tmp/a.tar".into(), image: Some("repo:tag".into()) }
         );
         assert_eq!(ImageRef::parse("dir:/").unwrap(), ImageRef::Dir("/".into()));
+        assert_eq!(ImageRef::parse("docker:ubuntu:16.04").unwrap(), ImageRef::DockerDaemon("ubuntu:16.04".into()));
+        assert_eq!(ImageRef::parse("docker-daemon:ubuntu").unwrap(), ImageRef::DockerDaemon("ubuntu".into()));
+        assert_eq!(ImageRef::parse("docker://ubuntu").unwrap(), ImageRef::Registry("ubuntu".into()));
+        assert!(ImageRef::parse("docker:").is_err());
         assert!(ImageRef::parse("").is_err());
         assert!(ImageRef::parse("dir:").is_err());
     }

@@ -94,7 +94,60 @@ pub struct Generator {
     pub version: String,
 }
 
+/// The parts every inventory-bearing document shares, borrowed from an
+/// [`SbomReport`] or a [`ScanReport`](crate::ScanReport), so that SBOM
+/// formats (CycloneDX, SPDX) render either without copying the inventory.
+#[derive(Debug, Clone, Copy)]
+pub struct InventoryView<'a> {
+    /// Tool name and version.
+    pub generator: &'a Generator,
+    /// RFC 3339 time the report was made.
+    pub generated_at: &'a str,
+    /// What was scanned.
+    pub image: &'a ImageIdentity,
+    /// Distribution, when detected.
+    pub distro: Option<&'a Distro>,
+    /// Installed packages.
+    pub packages: &'a [Package],
+}
+
+impl<'a> From<&'a SbomReport> for InventoryView<'a> {
+    fn from(r: &'a SbomReport) -> Self {
+        InventoryView {
+            generator: &r.generator,
+            generated_at: &r.generated_at,
+            image: &r.image,
+            distro: r.distro.as_ref(),
+            packages: &r.packages,
+        }
+    }
+}
+
+/// Anything that holds an inventory — SBOM and scan reports, and views of
+/// them — so SBOM formats can take any of them by reference.
+pub trait AsInventory {
+    /// The inventory as a borrowed view.
+    fn as_inventory(&self) -> InventoryView<'_>;
+}
+
+impl AsInventory for InventoryView<'_> {
+    fn as_inventory(&self) -> InventoryView<'_> {
+        *self
+    }
+}
+
+impl AsInventory for SbomReport {
+    fn as_inventory(&self) -> InventoryView<'_> {
+        self.view()
+    }
+}
+
 impl SbomReport {
+    /// The inventory as a borrowed view.
+    pub fn view(&self) -> InventoryView<'_> {
+        InventoryView::from(self)
+    }
+
     /// Builds the report for an image and its inventory.
     pub fn new(image: ImageIdentity, inventory: Inventory) -> SbomReport {
         SbomReport {

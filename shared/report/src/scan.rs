@@ -2,8 +2,13 @@
 //! report extended with findings, the database that produced them and
 //! whether the image's OS was covered. Versioned like the inventory schema
 //! (`docs/scan-schema.md`).
+//!
+//! Two views are added on top of the matcher's findings: findings an ignore
+//! file suppressed (kept, with the reason, so a report says what it hides)
+//! and findings grouped by the image layer that introduced their package
+//! (so a reader can tell base-image problems from their own).
 
-use crate::sbom::{Generator, ImageIdentity, SbomReport};
+use crate::sbom::{AsInventory, Generator, ImageIdentity, InventoryView, SbomReport};
 use serde::{Deserialize, Serialize};
 use trawl_catalog::{Distro, FileIssue, Package};
 use trawl_vulndb::{DbHeader, Finding, MatchResult, OsCoverage, Rating};
@@ -11,7 +16,7 @@ use trawl_vulndb::{DbHeader, Finding, MatchResult, OsCoverage, Rating};
 /// Document type identifier of the scan report.
 pub const SCAN_SCHEMA: &str = "trawl.scan";
 /// Version of the scan report schema.
-pub const SCAN_SCHEMA_VERSION: &str = "1.0.0";
+pub const SCAN_SCHEMA_VERSION: &str = "1.1.0";
 
 /// Which database produced the findings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +73,40 @@ impl SeverityCounts {
     }
 }
 
+/// A finding an ignore file suppressed: the finding itself plus why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuppressedFinding {
+    /// The suppressed finding, with the same fields as in `findings`.
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// The reason the ignore file gives.
+    pub reason: String,
+    /// When the suppression stops applying (as the ignore file writes it), if it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// The findings whose package one image layer introduced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerFindings {
+    /// Layer blob digest (what `Finding::layer` and `Package::layer` record).
+    pub digest: String,
+    /// Uncompressed digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_id: Option<String>,
+    /// Build instruction from the image history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// Compressed size.
+    pub size: u64,
+    /// This layer's findings by severity.
+    pub summary: SeverityCounts,
+    /// This layer's findings, most severe first.
+    pub findings: Vec<Finding>,
+}
+
 /// The scan report document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -103,6 +142,13 @@ pub struct ScanReport {
     /// Problems that limited matching.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub match_warnings: Vec<String>,
+    /// Findings an ignore file suppressed; not in `findings` nor counted in `summary`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<SuppressedFinding>,
+    /// `findings` grouped by the layer that introduced their package, bottom
+    /// layer first; set by [`ScanReport::group_by_layer`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerFindings>>,
 }
 
 impl ScanReport {
@@ -123,6 +169,85 @@ impl ScanReport {
             packages: inventory.packages,
             issues: inventory.issues,
             match_warnings: matched.warnings,
+            suppressed: Vec::new(),
+            layers: None,
+        }
+    }
+
+    /// The inventory part of the report, for SBOM formats.
+    pub fn inventory(&self) -> InventoryView<'_> {
+        InventoryView::from(self)
+    }
+
+    /// Moves every finding for which `reason_for` returns `(reason, expires)`
+    /// into `suppressed`, then recounts `summary` (and `layers`, if grouped).
+    pub fn suppress(&mut self, mut reason_for: impl FnMut(&Finding) -> Option<(String, Option<String>)>) {
+        let mut kept = Vec::with_capacity(self.findings.len());
+        for finding in std::mem::take(&mut self.findings) {
+            match reason_for(&finding) {
+                Some((reason, expires)) => self.suppressed.push(SuppressedFinding { finding, reason, expires }),
+                None => kept.push(finding),
+            }
+        }
+        self.findings = kept;
+        self.summary = SeverityCounts::of(&self.findings);
+        if self.layers.is_some() {
+            self.group_by_layer();
+        }
+    }
+
+    /// Fills `layers`: one entry per image layer, bottom first, holding the
+    /// findings whose `layer` is that layer's blob digest. Findings without a
+    /// layer (directory scans) or naming no layer of the image stay only in
+    /// `findings`.
+    pub fn group_by_layer(&mut self) {
+        self.layers = Some(self.layer_findings());
+    }
+
+    /// The grouping [`ScanReport::group_by_layer`] stores, computed without
+    /// changing the report.
+    pub fn layer_findings(&self) -> Vec<LayerFindings> {
+        let mut layers: Vec<LayerFindings> = self
+            .image
+            .layers
+            .iter()
+            .map(|l| LayerFindings {
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                created_by: l.created_by.clone(),
+                size: l.size,
+                summary: SeverityCounts::default(),
+                findings: Vec::new(),
+            })
+            .collect();
+        for f in &self.findings {
+            // The same blob can occur twice in an image; its packages belong
+            // to the lowest occurrence, as the layer stack attributes them.
+            if let Some(entry) = f.layer.as_deref().and_then(|d| layers.iter_mut().find(|l| l.digest == d)) {
+                entry.findings.push(f.clone());
+            }
+        }
+        for l in &mut layers {
+            l.summary = SeverityCounts::of(&l.findings);
+        }
+        layers
+    }
+}
+
+impl AsInventory for ScanReport {
+    fn as_inventory(&self) -> InventoryView<'_> {
+        self.inventory()
+    }
+}
+
+impl<'a> From<&'a ScanReport> for InventoryView<'a> {
+    fn from(r: &'a ScanReport) -> Self {
+        InventoryView {
+            generator: &r.generator,
+            generated_at: &r.generated_at,
+            image: &r.image,
+            distro: r.distro.as_ref(),
+            packages: &r.packages,
         }
     }
 }

@@ -1,9 +1,16 @@
 //! The human-readable findings table for terminals: grouped by package,
 //! most severe first, with a summary line; coloured when asked (on a TTY).
+//!
+//! When the report is grouped by layer ([`ScanReport::group_by_layer`]), the
+//! table has one section per image layer, bottom first, headed by the
+//! layer's digest and build instruction, so a reader sees which layer brought
+//! each problem in. Both views share the per-package grouping and column
+//! widths.
 
+use crate::common::coverage_warning;
 use crate::scan::ScanReport;
 use std::fmt::Write;
-use trawl_vulndb::{OsCoverage, Rating};
+use trawl_vulndb::{Finding, Rating};
 
 fn paint(text: &str, rating: Rating, color: bool) -> String {
     if !color {
@@ -31,51 +38,48 @@ pub fn render(report: &ScanReport, color: bool) -> String {
             d.pretty_name.clone().unwrap_or_else(|| format!("{} {}", d.id, d.version_id.clone().unwrap_or_default()))
         );
     }
-    match &report.os_coverage {
-        OsCoverage::NotCovered { ecosystem } => {
-            let _ = writeln!(
-                out,
-                "WARNING: the vulnerability database has no advisories for {ecosystem}: OS packages were NOT checked."
-            );
-        }
-        OsCoverage::Unsupported { distro } => {
-            let _ = writeln!(out, "WARNING: {distro} is not a supported distribution: OS packages were NOT checked.");
-        }
-        OsCoverage::Unknown => {
-            let _ = writeln!(out, "WARNING: the distribution could not be identified: OS packages were NOT checked.");
-        }
-        _ => {}
+    if let Some(w) = coverage_warning(&report.os_coverage) {
+        let _ = writeln!(out, "WARNING: {w}");
     }
     let _ = writeln!(out);
     if report.findings.is_empty() {
         let _ = writeln!(out, "No vulnerabilities found in {} packages.", report.packages.len());
     } else {
-        let w_id = report.findings.iter().map(|f| f.id.len()).max().unwrap_or(2).max(13);
-        let w_fixed =
-            report.findings.iter().map(|f| f.fixed_version.as_deref().unwrap_or("").len()).max().unwrap_or(5).max(5);
-        // Group by package (in order of each package's most severe finding).
-        let mut order: Vec<(&str, &str)> = Vec::new();
-        for f in &report.findings {
-            let key = (f.package.as_str(), f.installed_version.as_str());
-            if !order.contains(&key) {
-                order.push(key);
+        let columns = Columns::of(&report.findings);
+        match &report.layers {
+            Some(layers) => {
+                let total = layers.len();
+                for (i, layer) in layers.iter().enumerate() {
+                    if i > 0 {
+                        let _ = writeln!(out);
+                    }
+                    let _ = write!(out, "Layer {}/{} {}", i + 1, total, short_digest(&layer.digest));
+                    match layer.created_by.as_deref().map(instruction) {
+                        Some(cmd) if !cmd.is_empty() => {
+                            let _ = writeln!(out, " {}", truncate(&cmd, 60));
+                        }
+                        _ => {
+                            let _ = writeln!(out);
+                        }
+                    }
+                    if layer.findings.is_empty() {
+                        let _ = writeln!(out, "  no vulnerabilities");
+                    } else {
+                        render_packages(&mut out, layer.findings.iter(), &columns, color, "  ");
+                    }
+                }
+                // Findings no layer claims (no layer recorded, or not one of this image's).
+                let unplaced: Vec<&Finding> = report
+                    .findings
+                    .iter()
+                    .filter(|f| f.layer.as_deref().is_none_or(|d| !layers.iter().any(|l| l.digest == d)))
+                    .collect();
+                if !unplaced.is_empty() {
+                    let _ = writeln!(out, "\nNot attributed to a layer");
+                    render_packages(&mut out, unplaced.into_iter(), &columns, color, "  ");
+                }
             }
-        }
-        for (name, version) in order {
-            let findings: Vec<_> =
-                report.findings.iter().filter(|f| f.package == name && f.installed_version == version).collect();
-            let _ = writeln!(out, "{name} {version} ({})", findings[0].ecosystem);
-            for f in findings {
-                let sev = paint(&format!("{:<10}", f.severity.as_str()), f.severity, color);
-                let fixed = f.fixed_version.as_deref().unwrap_or("");
-                let _ = writeln!(
-                    out,
-                    "  {sev} {:<w_id$}  fixed in {:<w_fixed$}  {}",
-                    f.id,
-                    if fixed.is_empty() { "-" } else { fixed },
-                    truncate(&f.summary, 70)
-                );
-            }
+            None => render_packages(&mut out, report.findings.iter(), &columns, color, ""),
         }
     }
     let s = &report.summary;
@@ -84,12 +88,105 @@ pub fn render(report: &ScanReport, color: bool) -> String {
         "\nTotal: {} vulnerabilities ({} critical, {} high, {} medium, {} low, {} negligible, {} unknown) in {} packages; database {}",
         s.total, s.critical, s.high, s.medium, s.low, s.negligible, s.unknown, report.packages.len(), report.db.built_at
     );
+    if !report.suppressed.is_empty() {
+        let _ = writeln!(out, "{} suppressed by the ignore file", report.suppressed.len());
+    }
     out
+}
+
+/// Column widths shared by every section, so sections line up.
+struct Columns {
+    id: usize,
+    fixed: usize,
+}
+
+impl Columns {
+    fn of(findings: &[Finding]) -> Columns {
+        Columns {
+            id: findings.iter().map(|f| f.id.len()).max().unwrap_or(2).max(13),
+            fixed: findings.iter().map(|f| f.fixed_version.as_deref().unwrap_or("").len()).max().unwrap_or(5).max(5),
+        }
+    }
+}
+
+/// Writes findings grouped by package (in order of each package's most
+/// severe finding), each line indented by `indent`.
+fn render_packages<'a>(
+    out: &mut String,
+    findings: impl Iterator<Item = &'a Finding>,
+    columns: &Columns,
+    color: bool,
+    indent: &str,
+) {
+    let mut groups: Vec<((&str, &str), Vec<&Finding>)> = Vec::new();
+    for f in findings {
+        let key = (f.package.as_str(), f.installed_version.as_str());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(f),
+            None => groups.push((key, vec![f])),
+        }
+    }
+    let (w_id, w_fixed) = (columns.id, columns.fixed);
+    for ((name, version), findings) in groups {
+        let ecosystem = findings.first().map_or("", |f| f.ecosystem.as_str());
+        let _ = writeln!(out, "{indent}{name} {version} ({ecosystem})");
+        for f in findings {
+            let sev = paint(&format!("{:<10}", f.severity.as_str()), f.severity, color);
+            let fixed = f.fixed_version.as_deref().unwrap_or("");
+            let _ = writeln!(
+                out,
+                "{indent}  {sev} {:<w_id$}  fixed in {:<w_fixed$}  {}",
+                f.id,
+                if fixed.is_empty() { "-" } else { fixed },
+                truncate(&f.summary, 70)
+            );
+        }
+    }
+}
+
+/// `sha256:0123456789ab…`: the algorithm and the first 12 hex digits.
+fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algo, hex)) if hex.len() > 12 => match hex.get(..12) {
+            Some(h) => format!("{algo}:{h}…"),
+            None => digest.to_string(),
+        },
+        _ => digest.to_string(),
+    }
+}
+
+/// A history entry as the Dockerfile instruction it came from:
+/// `/bin/sh -c #(nop) CMD …` → `CMD …`, `/bin/sh -c apt-get …` → `RUN apt-get …`,
+/// BuildKit's `RUN … # buildkit` → `RUN …`.
+fn instruction(created_by: &str) -> String {
+    let s = created_by.trim();
+    let s = s.strip_suffix("# buildkit").map_or(s, str::trim_end);
+    if let Some(rest) = s.strip_prefix("/bin/sh -c #(nop)") {
+        return rest.trim().to_string();
+    }
+    if let Some(rest) = s.strip_prefix("/bin/sh -c ").or_else(|| s.strip_prefix("RUN /bin/sh -c ")) {
+        return format!("RUN {}", rest.trim());
+    }
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_entries_read_as_instructions() {
+        assert_eq!(instruction("/bin/sh -c #(nop)  CMD [\"bash\"]"), "CMD [\"bash\"]");
+        assert_eq!(instruction("/bin/sh -c apt-get install -y curl"), "RUN apt-get install -y curl");
+        assert_eq!(instruction("RUN /bin/sh -c pip install flask # buildkit"), "RUN pip install flask");
+        assert_eq!(short_digest("sha256:0123456789abcdef0123"), "sha256:0123456789ab…");
+        assert_eq!(short_digest("weird"), "weird");
     }
 }

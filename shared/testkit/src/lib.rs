@@ -4,13 +4,14 @@
 //!
 //! - **Servers.** [`NatsServer`] runs a real `nats-server -js`, [`Registry`] a real
 //!   `docker-registry` (CNCF distribution), each on a free `127.0.0.1` port with its state in a
-//!   private temp dir. A registry can require HTTP basic auth, or bearer tokens from a real
+//!   private temp dir; [`PodmanService`] a real `podman system service` (the Docker Engine API)
+//!   on a private unix socket, optionally also on a loopback port, with private image storage. A registry can require HTTP basic auth, or bearer tokens from a real
 //!   in-process [`TokenServer`] (the Docker token flow of Docker Hub, GHCR and Harbor).
 //!   `start()` returns once the server answers its health endpoint (polled
 //!   with a deadline, never a fixed sleep) or fails with the server's own output. Servers are
 //!   SIGKILLed on drop, and — through `PR_SET_PDEATHSIG` — also when the test binary dies
-//!   without running destructors. Binaries come from `NATS_SERVER_BIN` / `DOCKER_REGISTRY_BIN`
-//!   or `PATH`.
+//!   without running destructors. Binaries come from `NATS_SERVER_BIN` / `DOCKER_REGISTRY_BIN` /
+//!   `PODMAN_BIN` or `PATH`.
 //! - **Images.** [`LayerBuilder`] writes a layer tar entry by entry (files, dirs, symlinks,
 //!   hard links, whiteouts, opaque markers, host files streamed in) compressed with gzip, zstd
 //!   or nothing. [`ImageBuilder`] assembles layers into an OCI (or Docker schema 2) image whose
@@ -19,7 +20,8 @@
 //!   benchmark-size image streamed to disk. Output is reproducible: same input, same digests.
 //! - **Delivery.** [`push`] uploads an image or index over the registry HTTP API;
 //!   [`write_oci_layout`], [`write_oci_archive`] and [`write_docker_archive`] produce the
-//!   on-disk formats `skopeo`, `umoci` and `docker load` read.
+//!   on-disk formats `skopeo`, `umoci` and `docker load` read;
+//!   [`PodmanService::load_docker_archive`] loads an image into a Docker Engine API.
 //! - **Data.** [`corpus_dir`] finds the shared corpus of real package databases and advisories
 //!   next to the repository, or tells the test to skip.
 //!
@@ -57,6 +59,7 @@ mod image;
 mod large;
 mod layer;
 mod nats;
+mod podman;
 mod process;
 mod push;
 mod registry;
@@ -78,6 +81,7 @@ pub use layer::{
     OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD,
 };
 pub use nats::NatsServer;
+pub use podman::PodmanService;
 pub use push::{push, push_blob, push_manifest, RegistryEndpoint};
 pub use registry::Registry;
 pub use samples::{nats_server_binary, sample_advisories, sample_images, SampleImage};

@@ -3,9 +3,14 @@
 
 #![allow(dead_code)]
 
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use trawl_catalog::{Inventory, Package, PackageType};
 use trawl_scanner::analyze::{AnalyzeError, Analyzer, AnalyzerOptions, ImageAnalysis};
-use trawl_testkit::{LayerBuilder, Registry};
+use trawl_testkit::{BuiltImage, ImageBuilder, LayerBuilder, Registry};
+use trawl_vulndb::osv::OsvRecord;
+use trawl_vulndb::Database;
 
 /// Debian 12 os-release, stored where Debian puts it (etc/os-release is a symlink).
 pub const DEBIAN_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
@@ -76,4 +81,124 @@ pub fn triples(inv: &Inventory) -> Vec<(PackageType, String, String)> {
 /// The package with this name, or a panic listing what exists.
 pub fn package<'a>(inv: &'a Inventory, name: &str) -> &'a Package {
     inv.packages.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no package {name} in {:?}", triples(inv)))
+}
+
+/// Every environment variable the scanner reads, so a test starts from a clean slate.
+pub const SCANNER_ENV: &[&str] = &[
+    "TRAWL_DB",
+    "TRAWL_RESULTS_DIR",
+    "TRAWL_IGNORE_FILE",
+    "TRAWL_LOG",
+    "TRAWL_REGISTRY_USERNAME",
+    "TRAWL_REGISTRY_PASSWORD",
+    "TRAWL_REGISTRY_TOKEN",
+    "SCANNER_REGISTRY",
+    "SCANNER_REPOSITORY",
+    "SCANNER_TAG",
+    "SCANNER_REGISTRY_USERNAME",
+    "SCANNER_REGISTRY_PASSWORD",
+    "SCANNER_SCAN_LAYERS",
+    "SCANNER_ON_DEMAND",
+    "SCANNER_DOCKER_URL",
+    "CLUSTER_JOIN_ADDR",
+    "CLUSTER_JOIN_PORT",
+    "CLUSTER_ADVERTISED_ADDR",
+    "DOCKER_HOST",
+];
+
+/// The real `trawl-scanner` binary with none of its environment variables set.
+pub fn scanner_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trawl-scanner"));
+    for var in SCANNER_ENV {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Runs the scanner with `args` and a clean environment.
+pub fn run_scanner(args: &[&str]) -> Output {
+    scanner_command().args(args).output().expect("run trawl-scanner")
+}
+
+/// stderr as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Parses stdout as JSON after checking the run succeeded.
+pub fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "exit {:?}, stderr: {}", out.status.code(), stderr_of(out));
+    serde_json::from_slice(&out.stdout).expect("a JSON report on stdout")
+}
+
+/// A database with three advisories for [`fixture_image`]: DSA-9999-1
+/// (openssl, unrated, fixed), GHSA-aaaa-bbbb-cccc (requests, HIGH, fixed) and
+/// CVE-2099-0003 (zlib, CRITICAL, no fix yet).
+pub fn small_db(dir: &Path) -> PathBuf {
+    let records: Vec<OsvRecord> = [
+        json!({"id": "DSA-9999-1", "aliases": ["CVE-2099-0001"], "summary": "openssl: example flaw",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.13-1~deb12u1"}]}]}]}),
+        json!({"id": "GHSA-aaaa-bbbb-cccc", "aliases": ["CVE-2099-0002"], "summary": "requests leaks credentials",
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}],
+            "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.31.0"}]}]}]}),
+        json!({"id": "CVE-2099-0003", "summary": "zlib: inflate overflow, not fixed yet",
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "zlib"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]}),
+    ]
+    .into_iter()
+    .map(|v| serde_json::from_value(v).unwrap())
+    .collect();
+    let path = dir.join("small.db");
+    Database::build(records, vec![], 0).write(&path).unwrap();
+    path
+}
+
+/// Build command of the fixture's second layer.
+pub const PIP_INSTALL: &str = "RUN /bin/sh -c pip install requests==2.25.1";
+
+/// A two-layer Debian 12 image with one finding of each kind in [`small_db`]:
+/// libssl3 and zlib1g in the base layer, requests 2.25.1 in the second.
+pub fn fixture_image() -> BuiltImage {
+    let base = debian_base(&[
+        ("libssl3", "3.0.11-1~deb12u1", Some("openssl")),
+        ("bash", "5.2.15-2", None),
+        ("zlib1g", "1:1.2.13.dfsg-1", Some("zlib")),
+    ]);
+    let app = LayerBuilder::new().file(
+        "usr/lib/python3/dist-packages/requests-2.25.1.dist-info/METADATA",
+        python_metadata("requests", "2.25.1"),
+        0o644,
+    );
+    ImageBuilder::new()
+        .layer_with_history(base, "ADD rootfs.tar.xz /")
+        .layer_with_history(app, PIP_INSTALL)
+        .build()
+        .unwrap()
+}
+
+/// Pushes [`fixture_image`] to `registry` as `repo:tag` and returns it with its reference.
+pub async fn push_fixture(registry: &Registry, repo: &str, tag: &str) -> (BuiltImage, String) {
+    let image = fixture_image();
+    trawl_testkit::push(registry, repo, tag, &image, registry.credentials()).await.unwrap();
+    (image, format!("{}/{repo}:{tag}", registry.host()))
+}
+
+/// The validator script for SARIF, CycloneDX and SPDX documents.
+pub fn validator_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/report/tests/validate_report.py")
+}
+
+/// Runs the external validator for `format` on `file`, panicking with its output on failure.
+pub fn assert_valid(format: &str, file: &Path) {
+    let out = Command::new("python3").arg(validator_script()).arg(format).arg(file).output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "{format} validation of {} failed:\n{}{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,0 +1,123 @@
+//! Progress on a terminal: a spinner for each stage (resolving, walking,
+//! matching) and a byte bar per layer while it downloads, drawn on stderr
+//! with indicatif. Only used when stderr is a terminal and the user did not
+//! ask for `--quiet`, so piped output and CI logs carry nothing but the report.
+
+use crate::analyze::AnalysisObserver;
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use trawl_image::blob::BlobProgress;
+use trawl_image::{LayerDescriptor, ResolvedImage};
+
+/// How often bars redraw and pick up byte counts.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Draws an analysis's progress on stderr.
+pub struct TerminalProgress {
+    multi: MultiProgress,
+    stage: Mutex<Option<ProgressBar>>,
+    layer_count: Mutex<usize>,
+    /// Bars of layers in flight, by layer index.
+    layers: Mutex<HashMap<usize, ProgressBar>>,
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "  {prefix:.bold} [{bar:28.cyan/blue}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {msg}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+impl TerminalProgress {
+    /// A progress display on stderr.
+    pub fn new() -> Arc<TerminalProgress> {
+        Arc::new(TerminalProgress {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            stage: Mutex::new(None),
+            layer_count: Mutex::new(0),
+            layers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts a new stage spinner ("Resolving alpine:3.19"), ending the previous one.
+    pub fn stage(&self, message: impl Into<String>) {
+        let bar = self.multi.add(ProgressBar::new_spinner().with_style(spinner_style()).with_message(message.into()));
+        // Draw now: a stage shorter than one tick would otherwise never be seen.
+        bar.tick();
+        bar.enable_steady_tick(TICK);
+        if let Some(old) = self.lock_stage().replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    /// Ends the current stage, leaving `message` on screen as a done line.
+    pub fn done(&self, message: impl Into<String>) {
+        if let Some(bar) = self.lock_stage().take() {
+            bar.set_style(ProgressStyle::with_template("✔ {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.finish_with_message(message.into());
+        }
+    }
+
+    /// Removes every bar still running (before printing the report or an
+    /// error); the done lines stay, like `docker pull`'s.
+    pub fn clear(&self) {
+        if let Some(bar) = self.lock_stage().take() {
+            bar.finish_and_clear();
+        }
+        for (_, bar) in lock(&self.layers).drain() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn lock_stage(&self) -> MutexGuard<'_, Option<ProgressBar>> {
+        lock(&self.stage)
+    }
+}
+
+/// Locks a display mutex; a panic while drawing must not take the scan down with it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AnalysisObserver for TerminalProgress {
+    fn resolved(&self, image: &ResolvedImage) {
+        let total: u64 = image.layers.iter().map(|l| l.size).sum();
+        *lock(&self.layer_count) = image.layers.len();
+        self.done(format!("Resolved {} ({} layers, {})", image.reference, image.layers.len(), HumanBytes(total)));
+        self.stage("Pulling and walking layers");
+    }
+
+    fn layer_started(&self, index: usize, layer: &LayerDescriptor, progress: Arc<BlobProgress>) {
+        let count = *lock(&self.layer_count);
+        let short = layer.digest.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+        let bar = self.multi.add(
+            ProgressBar::new(layer.size)
+                .with_style(bar_style())
+                .with_prefix(format!("layer {}/{count} {short}", index + 1)),
+        );
+        lock(&self.layers).insert(index, bar.clone());
+        // The byte counter is an atomic the download task bumps; copy it into the bar until the layer ends.
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(TICK);
+            while !bar.is_finished() {
+                ticker.tick().await;
+                bar.set_position(progress.received.load(std::sync::atomic::Ordering::Relaxed));
+            }
+        });
+    }
+
+    fn layer_finished(&self, index: usize, _layer: &LayerDescriptor) {
+        if let Some(bar) = lock(&self.layers).remove(&index) {
+            bar.set_position(bar.length().unwrap_or(0));
+            bar.finish_with_message("done");
+        }
+    }
+}

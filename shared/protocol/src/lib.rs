@@ -1,0 +1,197 @@
+//! Trawl's NATS protocol: the subjects and JetStream streams the services
+//! share, and the messages that travel on them, encoded as MessagePack
+//! (`rmp-serde`, with field names, so either side can add fields without
+//! breaking the other) and compressed with zstd: a result embeds the whole
+//! inventory, and NATS's default 1 MiB payload limit would otherwise be
+//! reached by images with a few thousand packages.
+//!
+//! Every message type carries a `schema` and `schemaVersion`, like the JSON
+//! reports: a reader rejects a major version it does not know rather than
+//! misreading it.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use trawl_report::ScanReport;
+
+/// JetStream stream that keeps scan results until the controller stores them.
+pub const RESULTS_STREAM: &str = "TRAWL_RESULTS";
+/// Subject prefix of scan results; the stream captures `trawl.results.>`.
+pub const RESULTS_SUBJECT_PREFIX: &str = "trawl.results";
+
+/// Document type of [`ScanResult`].
+pub const SCAN_RESULT_SCHEMA: &str = "trawl.scan-result";
+/// Version of [`ScanResult`]'s layout.
+pub const SCAN_RESULT_SCHEMA_VERSION: &str = "1.0.0";
+
+/// Largest decompressed message accepted: a bound on hostile payloads.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// zstd level: results are written once and read once, so favour speed.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Why a message could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// Encoding failed (a bug: every message type is encodable).
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// Message type.
+        what: &'static str,
+        /// Encoder error.
+        #[source]
+        source: rmp_serde::encode::Error,
+    },
+    /// The bytes are not zstd data, or expand past [`MAX_MESSAGE_BYTES`].
+    #[error("{what} message is not valid zstd data within {MAX_MESSAGE_BYTES} bytes: {source}")]
+    Compression {
+        /// Message type.
+        what: &'static str,
+        /// Decompressor error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid message of this type.
+    #[error("not a valid {what} message: {source}")]
+    Decode {
+        /// Message type.
+        what: &'static str,
+        /// Decoder error.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    /// The message is of a schema version this build cannot read.
+    #[error("{what} schema {found} is not supported (this build reads {supported}.x)")]
+    Version {
+        /// Message type.
+        what: &'static str,
+        /// Version found.
+        found: String,
+        /// Major version understood.
+        supported: String,
+    },
+}
+
+/// Who produced a result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScannerInfo {
+    /// Stable name of the scanner instance (host name, pod name).
+    pub name: String,
+    /// `standalone` for one-shot scans, `worker` for queue consumers.
+    pub mode: String,
+    /// Address the scanner says it is reachable at (NeuVector's
+    /// `CLUSTER_ADVERTISED_ADDR`); informational, since NATS connections are outbound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_addr: Option<String>,
+    /// Scanner version.
+    pub version: String,
+}
+
+/// A finished scan, published on [`results_subject`] for admission-control storage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanResult {
+    /// Always [`SCAN_RESULT_SCHEMA`].
+    pub schema: String,
+    /// [`SCAN_RESULT_SCHEMA_VERSION`] for messages written by this build.
+    pub schema_version: String,
+    /// The scanner that produced it.
+    pub scanner: ScannerInfo,
+    /// The full scan report.
+    pub report: ScanReport,
+}
+
+impl ScanResult {
+    /// Wraps a report from `scanner`.
+    pub fn new(scanner: ScannerInfo, report: ScanReport) -> ScanResult {
+        ScanResult {
+            schema: SCAN_RESULT_SCHEMA.into(),
+            schema_version: SCAN_RESULT_SCHEMA_VERSION.into(),
+            scanner,
+            report,
+        }
+    }
+
+    /// Compressed MessagePack bytes for the wire.
+    pub fn encode(&self) -> Result<Vec<u8>, ProtocolError> {
+        const WHAT: &str = "scan result";
+        let packed = rmp_serde::to_vec_named(self).map_err(|source| ProtocolError::Encode { what: WHAT, source })?;
+        zstd::bulk::compress(&packed, ZSTD_LEVEL).map_err(|source| ProtocolError::Compression { what: WHAT, source })
+    }
+
+    /// Reads a message, checking its schema version.
+    pub fn decode(bytes: &[u8]) -> Result<ScanResult, ProtocolError> {
+        const WHAT: &str = "scan result";
+        let packed = zstd::bulk::decompress(bytes, MAX_MESSAGE_BYTES)
+            .map_err(|source| ProtocolError::Compression { what: WHAT, source })?;
+        let msg: ScanResult =
+            rmp_serde::from_slice(&packed).map_err(|source| ProtocolError::Decode { what: WHAT, source })?;
+        let major = |v: &str| v.split('.').next().unwrap_or_default().to_string();
+        if msg.schema != SCAN_RESULT_SCHEMA || major(&msg.schema_version) != major(SCAN_RESULT_SCHEMA_VERSION) {
+            return Err(ProtocolError::Version {
+                what: WHAT,
+                found: format!("{} {}", msg.schema, msg.schema_version),
+                supported: major(SCAN_RESULT_SCHEMA_VERSION),
+            });
+        }
+        Ok(msg)
+    }
+
+    /// The subject this result is published on.
+    pub fn subject(&self) -> String {
+        let image = &self.report.image;
+        match image.manifest_digest.as_deref().or(image.config_digest.as_deref()) {
+            Some(digest) => results_subject("image", digest.trim_start_matches("sha256:")),
+            None => results_subject(&image.source, &self.scanner.name),
+        }
+    }
+}
+
+/// `trawl.results.<kind>.<key>`, with the key made subject-safe (NATS
+/// subjects cannot hold `.`, `*`, `>` or white space inside a token).
+pub fn results_subject(kind: &str, key: &str) -> String {
+    let safe = |s: &str| -> String {
+        let t: String =
+            s.chars().map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c }).collect();
+        if t.is_empty() {
+            "_".into()
+        } else {
+            t
+        }
+    };
+    format!("{RESULTS_SUBJECT_PREFIX}.{}.{}", safe(kind), safe(key))
+}
+
+/// The results stream: a work queue the controller drains into its
+/// admission-control store. File storage, so results survive a broker restart.
+pub fn results_stream_config() -> async_nats::jetstream::stream::Config {
+    async_nats::jetstream::stream::Config {
+        name: RESULTS_STREAM.into(),
+        subjects: vec![format!("{RESULTS_SUBJECT_PREFIX}.>")],
+        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        // Results embed the whole report; large images have large inventories.
+        max_message_size: 8 << 20,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_single_tokens_per_part() {
+        assert_eq!(results_subject("image", "abc123"), "trawl.results.image.abc123");
+        assert_eq!(results_subject("host", "node-1.example.com"), "trawl.results.host.node-1_example_com");
+        assert_eq!(results_subject("host", ""), "trawl.results.host._");
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error_not_a_panic() {
+        assert!(matches!(ScanResult::decode(b"not zstd"), Err(ProtocolError::Compression { .. })));
+        let not_msgpack = zstd::bulk::compress(b"\xc1\xc1", 3).unwrap();
+        assert!(matches!(ScanResult::decode(&not_msgpack), Err(ProtocolError::Decode { .. })));
+    }
+}
