@@ -72,4 +72,14 @@ fn every_output_format_passes_its_validator() {
     let out = scanner_command().args(["sbom", "--format", "cyclonedx", "-o"]).arg(&file).arg(&image).output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_valid("cyclonedx", &file);
+
+    // A report that cannot be written is a local I/O failure: exit 10, one error line.
+    let out = scanner_command()
+        .args(["scan", "--format", "json", "-o", "/nonexistent-dir/report.json", "--db"])
+        .arg(&db)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(10), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("writing /nonexistent-dir/report.json"), "{}", stderr_of(&out));
 }
