@@ -365,8 +365,8 @@ fn limit_malloc_arenas() {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.quiet);
     let ui = Ui::new(cli.quiet, cli.log_format);
+    init_logging(cli.log_format, cli.quiet, ui.progress.as_deref());
     // A bare `trawl-scanner` (or `-n`) is NeuVector's standalone scanner.
     let (command, neuvector_style) = match cli.command {
         Some(_) if cli.host_scan => {
@@ -752,14 +752,16 @@ fn write_text(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(format: LogFormat, quiet: bool) {
+fn init_logging(format: LogFormat, quiet: bool, progress: Option<&TerminalProgress>) {
     let default = if quiet { "error" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRAWL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (format, progress) {
+        // Progress bars are only drawn with text logs on a terminal.
+        (LogFormat::Text, Some(p)) => builder.with_writer(p.log_writer()).init(),
+        (LogFormat::Text, None) => builder.with_writer(std::io::stderr).init(),
+        (LogFormat::Json, _) => builder.json().with_writer(std::io::stderr).init(),
     }
 }
 

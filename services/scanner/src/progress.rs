@@ -61,9 +61,15 @@ impl TerminalProgress {
     /// Ends the current stage, leaving `message` on screen as a done line.
     pub fn done(&self, message: impl Into<String>) {
         if let Some(bar) = self.lock_stage().take() {
-            bar.set_style(ProgressStyle::with_template("✔ {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
-            bar.finish_with_message(message.into());
+            bar.finish_and_clear();
         }
+        self.keep(format!("✔ {}", message.into()));
+    }
+
+    /// Prints a permanent line above the bars (finished bars would be wiped
+    /// by the next log record's suspend-and-redraw).
+    fn keep(&self, line: String) {
+        let _ = self.multi.println(line);
     }
 
     /// Removes every bar still running (before printing the report or an
@@ -77,8 +83,55 @@ impl TerminalProgress {
         }
     }
 
+    /// A log writer that lifts the bars out of the way for each record, so
+    /// warnings printed mid-scan are not drawn over.
+    pub fn log_writer(&self) -> BarSafeWriter {
+        BarSafeWriter { multi: self.multi.clone() }
+    }
+
     fn lock_stage(&self) -> MutexGuard<'_, Option<ProgressBar>> {
         lock(&self.stage)
+    }
+}
+
+/// Makes one [`BarSafeLine`] per log record (a `tracing_subscriber` writer).
+#[derive(Clone)]
+pub struct BarSafeWriter {
+    multi: MultiProgress,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BarSafeWriter {
+    type Writer = BarSafeLine;
+
+    fn make_writer(&'a self) -> BarSafeLine {
+        BarSafeLine { multi: self.multi.clone(), buf: Vec::new() }
+    }
+}
+
+/// One log record, collected and then written to stderr while the bars are suspended.
+pub struct BarSafeLine {
+    multi: MultiProgress,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for BarSafeLine {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BarSafeLine {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // Nowhere to report a failed write to stderr.
+        self.multi.suspend(|| {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), &buf);
+        });
     }
 }
 
@@ -116,8 +169,8 @@ impl AnalysisObserver for TerminalProgress {
 
     fn layer_finished(&self, index: usize, _layer: &LayerDescriptor) {
         if let Some(bar) = lock(&self.layers).remove(&index) {
-            bar.set_position(bar.length().unwrap_or(0));
-            bar.finish_with_message("done");
+            bar.finish_and_clear();
+            self.keep(format!("  {} {} done", bar.prefix(), HumanBytes(bar.length().unwrap_or(0))));
         }
     }
 }
