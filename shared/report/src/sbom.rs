@@ -18,7 +18,7 @@ pub const SBOM_SCHEMA_VERSION: &str = "1.0.0";
 pub struct ImageIdentity {
     /// The reference as given (`registry/repo:tag`, `oci:dir`, `dir:/`…).
     pub reference: String,
-    /// Kind of source: `registry`, `oci-layout`, `oci-archive`, `docker-archive`, `dir`.
+    /// Kind of source: `registry`, `docker-daemon`, `oci-layout`, `oci-archive`, `docker-archive`, `dir`, `host`.
     pub source: String,
     /// Digest of the platform manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
