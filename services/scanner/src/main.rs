@@ -62,28 +62,34 @@ Exit codes:
   10  local I/O or internal error";
 
 const AFTER_HELP: &str = "\
-NeuVector standalone-scanner environment (read by `scan` and by a bare `trawl-scanner`):
-  SCANNER_REGISTRY           registry URL (https://host[:port]/, http:// for plain HTTP); unset: local image via the Docker socket
+NeuVector standalone-scanner environment (read by `scan` and a bare trawl-scanner):
+  SCANNER_REGISTRY           registry URL: https://host[:port]/ (http:// for
+                             plain HTTP); unset: a local image via the Docker socket
   SCANNER_REPOSITORY         repository to scan (e.g. library/ubuntu)
   SCANNER_TAG                tag or sha256 digest (default latest)
-  SCANNER_REGISTRY_USERNAME  registry user (TRAWL_REGISTRY_USERNAME takes precedence)
-  SCANNER_REGISTRY_PASSWORD  registry password (TRAWL_REGISTRY_PASSWORD takes precedence)
-  SCANNER_SCAN_LAYERS        true: findings grouped per layer, with each layer's build command
-  SCANNER_ON_DEMAND          true: one-shot scan (the only mode of a bare trawl-scanner)
-  SCANNER_DOCKER_URL         Docker Engine API endpoint (unix:///var/run/docker.sock, tcp://host:port)
-  CLUSTER_JOIN_ADDR          cluster NATS server (host or nats:// URL): the result is published on trawl.results.*
+  SCANNER_REGISTRY_USERNAME  registry user (TRAWL_REGISTRY_USERNAME wins)
+  SCANNER_REGISTRY_PASSWORD  registry password (TRAWL_REGISTRY_PASSWORD wins)
+  SCANNER_SCAN_LAYERS        true: findings grouped per layer, with its command
+  SCANNER_ON_DEMAND          true: one-shot scan (standalone scans always are)
+  SCANNER_DOCKER_URL         Docker Engine API: unix:///PATH or tcp://host:port
+                             (else DOCKER_HOST, else unix:///var/run/docker.sock)
+  CLUSTER_JOIN_ADDR          the cluster's NATS server (host or nats:// URL);
+                             the result is published on trawl.results.*
   CLUSTER_JOIN_PORT          its port (default 4222)
-  CLUSTER_ADVERTISED_ADDR    this scanner's address, recorded in the published result
-Other environment: TRAWL_DB (database file), TRAWL_RESULTS_DIR, TRAWL_IGNORE_FILE, TRAWL_LOG (log filter, e.g. debug).
+  CLUSTER_ADVERTISED_ADDR    this scanner's address, recorded in the result
+Other environment:
+  TRAWL_DB, TRAWL_RESULTS_DIR, TRAWL_IGNORE_FILE, TRAWL_REGISTRY_TOKEN,
+  TRAWL_LOG (log filter, e.g. debug)
 
 Examples:
   trawl-updater build --source Debian-all.zip --source PyPI-all.zip --out trawl.db
   trawl-scanner scan --db trawl.db registry.example.com/team/app:1.4
-  trawl-scanner scan --format sarif -o trawl.sarif --exit-code 1 --severity HIGH,CRITICAL --ignore-unfixed app:1.4
-  trawl-scanner scan docker:myapp:dev                 # a local image through the Docker socket
-  trawl-scanner scan --host                            # this machine
+  trawl-scanner scan docker:myapp:dev          # a local image, Docker socket
+  trawl-scanner scan --host                    # this machine
   trawl-scanner scan --scan-layers oci-archive:image.tar
-  trawl-scanner sbom --format spdx-json -o sbom.spdx.json docker-archive:saved.tar";
+  trawl-scanner scan -f sarif -o trawl.sarif --exit-code 1 \\
+      --severity HIGH,CRITICAL --ignore-unfixed registry.example.com/app:1.4
+  trawl-scanner sbom -f spdx-json -o sbom.spdx.json docker-archive:saved.tar";
 
 #[derive(Subcommand, Debug)]
 enum Command {
