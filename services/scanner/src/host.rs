@@ -25,6 +25,24 @@ pub const SKIPPED_PATHS: &[&str] = &[
     "var/lib/kubelet/pods",
 ];
 
+/// Where the host's root filesystem is seen from this process. Inside a
+/// container started with the host's PID namespace (NeuVector's
+/// `docker run --privileged --pid=host … -n`), `/` is the container's own
+/// filesystem and the host's is `/proc/1/root`; elsewhere it is `/`.
+pub fn default_root() -> PathBuf {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    root_for(ns("self"), ns("1"))
+}
+
+/// [`default_root`]'s decision: init's root when init lives in another mount
+/// namespace that we can see (we are a container sharing the host's PIDs).
+fn root_for(own_mount_ns: Option<PathBuf>, init_mount_ns: Option<PathBuf>) -> PathBuf {
+    match (own_mount_ns, init_mount_ns) {
+        (Some(own), Some(init)) if own != init => PathBuf::from("/proc/1/root"),
+        _ => PathBuf::from("/"),
+    }
+}
+
 /// The absolute paths skipped when scanning `root`.
 pub fn skip_list(root: &Path) -> Vec<PathBuf> {
     SKIPPED_PATHS.iter().map(|p| root.join(p)).collect()
@@ -78,6 +96,16 @@ mod tests {
         let skips = skip_list(Path::new("/host"));
         assert!(skips.contains(&PathBuf::from("/host/proc")));
         assert!(skips.iter().all(|p| p.starts_with("/host")));
+    }
+
+    #[test]
+    fn a_container_sharing_the_hosts_pids_scans_init_s_root() {
+        let ns = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(root_for(ns("mnt:[1]"), ns("mnt:[2]")), PathBuf::from("/proc/1/root"));
+        assert_eq!(root_for(ns("mnt:[1]"), ns("mnt:[1]")), PathBuf::from("/"));
+        // Init's namespace hidden from us (an ordinary container, or no privileges): our own `/`.
+        assert_eq!(root_for(ns("mnt:[1]"), None), PathBuf::from("/"));
+        assert!(default_root().is_absolute());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use trawl_image::{Credentials, LayerLimits, Platform, SourceOptions};
 use trawl_scanner::analyze::AnalyzerOptions;
-use trawl_scanner::neuvector;
+use trawl_scanner::{host, neuvector};
 
 /// Trawl container-image scanner.
 ///
@@ -127,7 +127,8 @@ pub struct TargetArgs {
     #[arg(long, conflicts_with = "image_ref")]
     pub host: bool,
 
-    /// Root filesystem for --host (e.g. /host when the host is mounted into a container).
+    /// Root filesystem for --host (default /, or /proc/1/root inside a container
+    /// sharing the host's PID namespace; e.g. /host for a mounted host).
     #[arg(long, value_name = "PATH", conflicts_with = "image_ref")]
     pub root: Option<PathBuf>,
 
@@ -160,7 +161,7 @@ impl TargetArgs {
     /// What to scan: `--host`/`--root`, an IMAGE_REF, or the NeuVector variables, in that order.
     pub fn resolve(&self) -> Result<Target, Failure> {
         if self.host || self.root.is_some() {
-            let root = self.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+            let root = self.root.clone().unwrap_or_else(host::default_root);
             return Ok(Target::Host { root, skip: self.skip_dirs.clone() });
         }
         if !self.skip_dirs.is_empty() {
