@@ -57,6 +57,10 @@ async fn registry_access_failures_have_distinct_codes() {
     let port = trawl_testkit::free_port().unwrap();
     let out = scanner(&["sbom", "--plain-http", &format!("127.0.0.1:{port}/x/y:1")]);
     assert_fails(&out, UNREACHABLE, "cannot reach registry");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("pass --plain-http"), "no hint to do what was done");
+    // Without --plain-http the likely fix is named.
+    let out = scanner(&["sbom", &format!("127.0.0.1:{port}/x/y:1")]);
+    assert_fails(&out, UNREACHABLE, "pass --plain-http");
 
     let registry = Registry::start_with_basic_auth("alice", "s3cret-pass").unwrap();
     let image = ImageBuilder::new().layer(debian_base(&[("a", "1", None)])).build().unwrap();

@@ -28,7 +28,7 @@ pub enum ImageError {
         reference: String,
     },
     /// Could not connect to the registry (or Docker Engine API) at all.
-    #[error("cannot reach {}: {reason}{}", endpoint_label(.registry), unreachable_hint(.registry))]
+    #[error("cannot reach {}: {reason}", endpoint_label(.registry))]
     Unreachable {
         /// Registry host, or a Docker Engine API endpoint URL (`unix://…`, `tcp://…`).
         registry: String,
@@ -148,15 +148,5 @@ fn endpoint_label(registry: &str) -> String {
         format!("the Docker Engine API at {registry}")
     } else {
         format!("registry {registry}")
-    }
-}
-
-/// The remedy appended to [`ImageError::Unreachable`] for registries; an engine's
-/// reason carries its own.
-fn unreachable_hint(registry: &str) -> &'static str {
-    if is_engine_endpoint(registry) {
-        ""
-    } else {
-        " (for a plain-HTTP registry, pass --plain-http)"
     }
 }

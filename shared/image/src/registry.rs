@@ -94,7 +94,9 @@ impl RegistrySource {
                 _ => ImageError::Registry { registry, reference, reason: format!("HTTP {code}: {message}") },
             },
             OciDistributionError::RequestError(err) if err.is_connect() || err.is_timeout() => {
-                ImageError::Unreachable { registry, reason: describe_reqwest(&err) }
+                // The hint only helps someone who has not already asked for plain HTTP.
+                let hint = if self.options.plain_http { "" } else { " (for a plain-HTTP registry, pass --plain-http)" };
+                ImageError::Unreachable { registry, reason: format!("{}{hint}", describe_reqwest(&err)) }
             }
             OciDistributionError::RequestError(err) => {
                 ImageError::Registry { registry, reference, reason: describe_reqwest(&err) }

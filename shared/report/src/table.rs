@@ -26,8 +26,29 @@ fn paint(text: &str, rating: Rating, color: bool) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-/// Renders the report as a table.
+/// How the table is drawn.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableStyle {
+    /// Colour severities with ANSI escapes (on a terminal).
+    pub color: bool,
+    /// Terminal width: finding summaries are cut to fit it. `None` keeps
+    /// [`SUMMARY_CHARS`] characters, for files and pipes.
+    pub width: Option<usize>,
+}
+
+/// Summary characters kept when the width is unknown.
+pub const SUMMARY_CHARS: usize = 70;
+/// Fewest summary characters shown, however narrow the terminal.
+const MIN_SUMMARY_CHARS: usize = 20;
+
+/// Renders the report as a table, for a pipe or file (`color`: ANSI severities).
 pub fn render(report: &ScanReport, color: bool) -> String {
+    render_styled(report, TableStyle { color, width: None })
+}
+
+/// Renders the report as a table in the given style.
+pub fn render_styled(report: &ScanReport, style: TableStyle) -> String {
+    let color = style.color;
     let mut out = String::new();
     let img = &report.image;
     let _ = writeln!(out, "{} ({})", img.reference, img.manifest_digest.as_deref().unwrap_or(&img.source));
@@ -45,7 +66,7 @@ pub fn render(report: &ScanReport, color: bool) -> String {
     if report.findings.is_empty() {
         let _ = writeln!(out, "No vulnerabilities found in {} packages.", report.packages.len());
     } else {
-        let columns = Columns::of(&report.findings);
+        let columns = Columns::of(&report.findings, style.width);
         match &report.layers {
             Some(layers) => {
                 let total = layers.len();
@@ -98,13 +119,25 @@ pub fn render(report: &ScanReport, color: bool) -> String {
 struct Columns {
     id: usize,
     fixed: usize,
+    width: Option<usize>,
 }
 
 impl Columns {
-    fn of(findings: &[Finding]) -> Columns {
+    fn of(findings: &[Finding], width: Option<usize>) -> Columns {
         Columns {
             id: findings.iter().map(|f| f.id.len()).max().unwrap_or(2).max(13),
             fixed: findings.iter().map(|f| f.fixed_version.as_deref().unwrap_or("").len()).max().unwrap_or(5).max(5),
+            width,
+        }
+    }
+
+    /// Characters left for the summary on a line indented by `indent`.
+    fn summary_chars(&self, indent: usize) -> usize {
+        // indent, "  ", severity (10), " ", id, "  fixed in ", fixed, "  "
+        let used = indent + 2 + 10 + 1 + self.id + 11 + self.fixed + 2;
+        match self.width {
+            Some(w) => w.saturating_sub(used + 1).max(MIN_SUMMARY_CHARS),
+            None => SUMMARY_CHARS,
         }
     }
 }
@@ -127,6 +160,7 @@ fn render_packages<'a>(
         }
     }
     let (w_id, w_fixed) = (columns.id, columns.fixed);
+    let summary_chars = columns.summary_chars(indent.chars().count());
     for ((name, version), findings) in groups {
         let ecosystem = findings.first().map_or("", |f| f.ecosystem.as_str());
         let _ = writeln!(out, "{indent}{name} {version} ({ecosystem})");
@@ -138,7 +172,7 @@ fn render_packages<'a>(
                 "{indent}  {sev} {:<w_id$}  fixed in {:<w_fixed$}  {}",
                 f.id,
                 if fixed.is_empty() { "-" } else { fixed },
-                truncate(&f.summary, 70)
+                truncate(&f.summary, summary_chars)
             );
         }
     }
@@ -188,5 +222,15 @@ mod tests {
         assert_eq!(instruction("RUN /bin/sh -c pip install flask # buildkit"), "RUN pip install flask");
         assert_eq!(short_digest("sha256:0123456789abcdef0123"), "sha256:0123456789ab…");
         assert_eq!(short_digest("weird"), "weird");
+    }
+
+    #[test]
+    fn summaries_fit_the_terminal_but_never_vanish() {
+        let c = |width| Columns { id: 14, fixed: 9, width };
+        assert_eq!(c(None).summary_chars(0), SUMMARY_CHARS);
+        // 2 + 10 + 1 + 14 + 11 + 9 + 2 = 49 used, one column spare for the ellipsis.
+        assert_eq!(c(Some(100)).summary_chars(0), 50);
+        assert_eq!(c(Some(100)).summary_chars(2), 48);
+        assert_eq!(c(Some(40)).summary_chars(0), MIN_SUMMARY_CHARS);
     }
 }

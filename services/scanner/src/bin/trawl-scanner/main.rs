@@ -260,8 +260,9 @@ fn write_scan_report(args: &ScanArgs, report: &ScanReport) -> Result<(), Failure
     let out = args.output.as_deref();
     let doc = match args.format {
         ScanFormat::Table => {
-            let color = out.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
-            return write_text(out, &trawl_report::table::render(report, color)).map_err(internal);
+            let tty = out.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            let style = trawl_report::table::TableStyle { color: tty, width: tty.then(stdout_width).flatten() };
+            return write_text(out, &trawl_report::table::render_styled(report, style)).map_err(internal);
         }
         ScanFormat::Json => serde_json::to_value(report).context("serialising the report").map_err(internal)?,
         ScanFormat::Sarif => trawl_report::sarif::to_sarif(report),
@@ -307,6 +308,14 @@ async fn publish(target: &ClusterTarget, cluster: &ClusterArgs, report: ScanRepo
         }
         Err(e) => Err(Failure { error: e.into(), code: exit::RESULTS }),
     }
+}
+
+/// Columns of the terminal on stdout, when it is one.
+fn stdout_width() -> Option<usize> {
+    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize into the valid struct passed.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
 fn write_json(path: Option<&Path>, doc: &serde_json::Value) -> anyhow::Result<()> {
