@@ -106,12 +106,13 @@ pub fn render_styled(report: &ScanReport, style: TableStyle) -> String {
     let s = &report.summary;
     let _ = writeln!(
         out,
-        "\nTotal: {} vulnerabilities ({} critical, {} high, {} medium, {} low, {} negligible, {} unknown) in {} packages; database {}",
-        s.total, s.critical, s.high, s.medium, s.low, s.negligible, s.unknown, report.packages.len(), report.db.built_at
+        "\nTotal: {} vulnerabilities ({} critical, {} high, {} medium, {} low, {} negligible, {} unknown) in {} packages",
+        s.total, s.critical, s.high, s.medium, s.low, s.negligible, s.unknown, report.packages.len()
     );
     if !report.suppressed.is_empty() {
         let _ = writeln!(out, "{} suppressed by the ignore file", report.suppressed.len());
     }
+    let _ = writeln!(out, "Database: {} advisories, built {}", report.db.advisories, report.db.built_at);
     out
 }
 
