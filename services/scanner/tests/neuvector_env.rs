@@ -232,3 +232,23 @@ fn a_bare_invocation_with_nothing_to_do_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_of(&out).contains("SCANNER_REPOSITORY is empty"), "{}", stderr_of(&out));
 }
+
+#[test]
+fn a_results_dir_that_cannot_be_written_is_exit_9_after_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    trawl_testkit::write_oci_layout(&layout, &[("v1", &fixture_image())]).unwrap();
+    let not_a_dir = dir.path().join("plain-file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let out = scanner_command()
+        .args(["scan", "--results-dir"])
+        .arg(&not_a_dir)
+        .arg(format!("oci:{}:v1", layout.display()))
+        .env("TRAWL_DB", small_db(dir.path()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(RESULTS_FAILED), "{}", stderr_of(&out));
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("writing results to") && stderr.contains("TRAWL_RESULTS_DIR"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Total: 3 vulnerabilities"), "the report is printed first");
+}

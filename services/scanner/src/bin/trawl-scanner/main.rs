@@ -277,7 +277,10 @@ fn write_scan_report(args: &ScanArgs, report: &ScanReport) -> Result<(), Failure
 /// reader polling the directory never sees half a file.
 fn write_results_dir(dir: &Path, report: &ScanReport) -> Result<(), Failure> {
     let results_error = |e: anyhow::Error| Failure {
-        error: e.context(format!("writing results to {} (choose another with --results-dir)", dir.display())),
+        error: e.context(format!(
+            "writing results to {} (choose another with --results-dir or TRAWL_RESULTS_DIR)",
+            dir.display()
+        )),
         code: exit::RESULTS,
     };
     std::fs::create_dir_all(dir).context("creating the directory").map_err(results_error)?;
