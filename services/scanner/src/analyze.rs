@@ -269,5 +269,6 @@ fn identity_of(image: &ResolvedImage) -> ImageIdentity {
                 created_by: l.created_by.clone(),
             })
             .collect(),
+        labels: image.config.config.labels.clone(),
     }
 }

@@ -62,6 +62,13 @@ fn every_output_format_passes_its_validator() {
 
     let json = read(&render("json"));
     assert_eq!(json["schema"], "trawl.scan");
+    assert_eq!(json["image"]["labels"]["org.opencontainers.image.source"], "https://example.com/team/app");
+
+    // The image's Env holds a secret: no format may repeat it.
+    for format in ["json", "sarif", "cyclonedx", "spdx-json", "neuvector"] {
+        let text = std::fs::read_to_string(dir.path().join(format!("report-{format}.json"))).unwrap();
+        assert!(!text.contains(FIXTURE_SECRET), "{format} repeats the image's Env");
+    }
 
     // The SBOM command speaks the SBOM formats too.
     let file = dir.path().join("sbom.spdx.json");

@@ -56,6 +56,9 @@ fn the_guides_command_scans_a_local_image_into_the_results_dir() {
     assert_eq!(report["tag"], "16.04");
     assert_eq!(report["image_id"].as_str().unwrap(), image.config_digest.trim_start_matches("sha256:"));
     assert_eq!(report["vulnerabilities"].as_array().unwrap().len(), 3);
+    assert_eq!(report["labels"]["org.opencontainers.image.source"], "https://example.com/team/app");
+    let written = std::fs::read_to_string(results.join("scan_result.json")).unwrap();
+    assert!(!written.contains(FIXTURE_SECRET) && !table.contains(FIXTURE_SECRET), "image Env leaked into a report");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use crate::error::ImageError;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// OCI image manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -240,6 +241,29 @@ pub struct ImageConfig {
     /// Build history, one entry per instruction.
     #[serde(default)]
     pub history: Vec<History>,
+    /// The run configuration; only its labels are kept.
+    #[serde(default)]
+    pub config: RunConfig,
+}
+
+/// `config` of an image config (the container defaults). Only `Labels` is
+/// read: `Env` is left alone on purpose, since images often carry secrets
+/// there and reports must never repeat them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RunConfig {
+    /// `LABEL` values (`org.opencontainers.image.source`, maintainers, …).
+    #[serde(
+        rename = "Labels",
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Docker writes `"Labels": null` for images without labels.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `rootfs` of an image config.
@@ -294,6 +318,21 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_labels_are_read_and_env_is_not_kept() {
+        let with = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+            "config":{"Env":["TOKEN=s3cret"],"Labels":{"org.opencontainers.image.source":"https://example.com/x"}}}"#;
+        let digest = sha256_digest(with);
+        let config = ImageConfig::parse(with, &digest).unwrap();
+        assert_eq!(
+            config.config.labels.get("org.opencontainers.image.source").map(String::as_str),
+            Some("https://example.com/x")
+        );
+        assert!(!serde_json::to_string(&config).unwrap().contains("s3cret"));
+        let null = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{"Labels":null}}"#;
+        assert!(ImageConfig::parse(null, &sha256_digest(null)).unwrap().config.labels.is_empty());
+    }
 
     const D: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -7,9 +7,10 @@
 //! (`RESTScanRepoReport`, `RESTVulnerability`, `RESTScanLayer`,
 //! `RESTScanModule`): severities `Critical`/`High`/`Medium`/`Low`, the
 //! registry as a URL, Docker Hub repositories under `library/`, the image ID
-//! as bare hex. What Trawl does not know (publication dates, environment,
-//! labels, compliance checks, a policy verdict) is left out rather than
-//! invented. Every mapping is listed in `docs/report-formats.md`.
+//! as bare hex. What Trawl does not know (publication dates, compliance
+//! checks, a policy verdict) is left out rather than invented, and the
+//! image's environment variables are left out on purpose: they often hold
+//! secrets, which reports never repeat. Every mapping is listed in `docs/report-formats.md`.
 
 use crate::common::{digest_value, neuvector_severity, score_number, title_case, CvssVersion, PackageIndex};
 use crate::imageref::ImageName;
@@ -59,6 +60,7 @@ pub fn to_neuvector(report: &ScanReport) -> Value {
         })).collect::<Vec<_>>(),
         "vulnerabilities": report.findings.iter().map(vulnerability).collect::<Vec<_>>(),
         "modules": modules(&report.packages, &report.findings, &base_os),
+        "labels": image.labels,
     });
     // NeuVector lists one history command per layer; only write them when the history was known.
     if image.layers.iter().any(|l| l.created_by.is_some()) {

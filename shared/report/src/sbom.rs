@@ -10,7 +10,7 @@ use trawl_catalog::{Distro, FileIssue, Inventory, Package};
 /// Document type identifier of the inventory report.
 pub const SBOM_SCHEMA: &str = "trawl.inventory";
 /// Version of the inventory report schema.
-pub const SBOM_SCHEMA_VERSION: &str = "1.0.0";
+pub const SBOM_SCHEMA_VERSION: &str = "1.1.0";
 
 /// Where an inventory came from.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -41,6 +41,9 @@ pub struct ImageIdentity {
     /// Layers, bottom first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerInfo>,
+    /// Image labels from the config (`LABEL`); environment variables are never reported.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// One layer of the image.

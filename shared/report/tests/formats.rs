@@ -70,6 +70,7 @@ fn image() -> ImageIdentity {
                 created_by: Some("RUN /bin/sh -c pip install flask==2.0.0 && npm ci # buildkit".into()),
             },
         ],
+        labels: [("org.opencontainers.image.source".to_string(), "https://example.com/shop/web".to_string())].into(),
     }
 }
 

@@ -156,6 +156,9 @@ pub fn small_db(dir: &Path) -> PathBuf {
     path
 }
 
+/// A secret in the fixture's `Env`: no report may repeat it.
+pub const FIXTURE_SECRET: &str = "hunter2-not-for-reports";
+
 /// Build command of the fixture's second layer.
 pub const PIP_INSTALL: &str = "RUN /bin/sh -c pip install requests==2.25.1";
 
@@ -173,6 +176,8 @@ pub fn fixture_image() -> BuiltImage {
         0o644,
     );
     ImageBuilder::new()
+        .label("org.opencontainers.image.source", "https://example.com/team/app")
+        .env(&format!("API_TOKEN={FIXTURE_SECRET}"))
         .layer_with_history(base, "ADD rootfs.tar.xz /")
         .layer_with_history(app, PIP_INSTALL)
         .build()
