@@ -171,7 +171,7 @@ async fn cluster_join_publishes_the_result_to_the_results_stream() {
     let nats = NatsServer::start().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let stream = js.create_stream(trawl_protocol::results_stream_config()).await.unwrap();
+    let stream = js.create_stream(trawl_protocol::results_stream_config().unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = small_db(dir.path());
     let scan = |port: u16| {

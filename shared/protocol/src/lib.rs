@@ -10,10 +10,11 @@
 //! misreading it.
 
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 use trawl_report::ScanReport;
 
-/// JetStream stream that keeps scan results until the controller stores them.
+pub mod definitions;
+
+/// JetStream stream that keeps scan results until the controller stores them (`nats/streams/`).
 pub const RESULTS_STREAM: &str = "TRAWL_RESULTS";
 /// Subject prefix of scan results; the stream captures `trawl.results.>`.
 pub const RESULTS_SUBJECT_PREFIX: &str = "trawl.results";
@@ -161,20 +162,10 @@ pub fn results_subject(kind: &str, key: &str) -> String {
     format!("{RESULTS_SUBJECT_PREFIX}.{}.{}", safe(kind), safe(key))
 }
 
-/// The results stream: a work queue the controller drains into its
-/// admission-control store. File storage, so results survive a broker restart.
-pub fn results_stream_config() -> async_nats::jetstream::stream::Config {
-    async_nats::jetstream::stream::Config {
-        name: RESULTS_STREAM.into(),
-        subjects: vec![format!("{RESULTS_SUBJECT_PREFIX}.>")],
-        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
-        storage: async_nats::jetstream::stream::StorageType::File,
-        max_age: Duration::from_secs(7 * 24 * 3600),
-        // Results embed the whole report; large images have large inventories.
-        max_message_size: 8 << 20,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    }
+/// The results stream as `nats/streams/TRAWL_RESULTS.json` defines it: a
+/// work queue the controller drains into its admission-control store.
+pub fn results_stream_config() -> Result<async_nats::jetstream::stream::Config, definitions::DefinitionError> {
+    definitions::stream_config(RESULTS_STREAM)
 }
 
 #[cfg(test)]

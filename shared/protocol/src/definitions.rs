@@ -1,0 +1,115 @@
+//! The JetStream objects of `nats/` (streams and consumers), embedded at
+//! build time so that every service creates exactly what the files say —
+//! the files stay the one source of truth, and they are also the `nats`
+//! CLI's `--config` files for operators.
+//!
+//! [`ensure_stream`] and [`ensure_consumer`] create an object or bring an
+//! existing one up to date, so services can call them at every start-up.
+
+use async_nats::jetstream::{self, consumer, stream};
+
+/// Streams: (name, file contents).
+pub const STREAMS: &[(&str, &str)] = &[
+    ("TRAWL_TASKS", include_str!("../../../nats/streams/TRAWL_TASKS.json")),
+    ("TRAWL_RESULTS", include_str!("../../../nats/streams/TRAWL_RESULTS.json")),
+];
+
+/// Consumers: (stream, durable name, file contents).
+pub const CONSUMERS: &[(&str, &str, &str)] = &[
+    ("TRAWL_TASKS", "scanners-high", include_str!("../../../nats/consumers/TRAWL_TASKS-scanners-high.json")),
+    ("TRAWL_TASKS", "scanners-bulk", include_str!("../../../nats/consumers/TRAWL_TASKS-scanners-bulk.json")),
+    ("TRAWL_RESULTS", "controller", include_str!("../../../nats/consumers/TRAWL_RESULTS-controller.json")),
+];
+
+/// Why a definition could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    /// No file defines this object.
+    #[error("no definition for {0} in nats/")]
+    Unknown(String),
+    /// The embedded file does not parse (a build with a broken nats/ file).
+    #[error("nats/ definition of {name} is not valid: {source}")]
+    Parse {
+        /// Object name.
+        name: String,
+        /// Parser error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The server refused to create or update the object.
+    #[error("JetStream refused {name}: {reason}")]
+    Server {
+        /// Object name.
+        name: String,
+        /// The server's answer.
+        reason: String,
+    },
+}
+
+/// The configuration of stream `name` from its file.
+pub fn stream_config(name: &str) -> Result<stream::Config, DefinitionError> {
+    let (_, json) = STREAMS.iter().find(|(n, _)| *n == name).ok_or_else(|| DefinitionError::Unknown(name.into()))?;
+    serde_json::from_str(json).map_err(|source| DefinitionError::Parse { name: name.into(), source })
+}
+
+/// The configuration of consumer `durable` on `stream` from its file.
+pub fn consumer_config(stream: &str, durable: &str) -> Result<consumer::pull::Config, DefinitionError> {
+    let label = format!("{stream}/{durable}");
+    let (_, _, json) = CONSUMERS
+        .iter()
+        .find(|(s, d, _)| *s == stream && *d == durable)
+        .ok_or_else(|| DefinitionError::Unknown(label.clone()))?;
+    serde_json::from_str(json).map_err(|source| DefinitionError::Parse { name: label, source })
+}
+
+/// Creates stream `name` as its file defines it, or updates an existing one to match.
+pub async fn ensure_stream(js: &jetstream::Context, name: &str) -> Result<stream::Stream, DefinitionError> {
+    let config = stream_config(name)?;
+    let refused = |e: &dyn std::fmt::Display| DefinitionError::Server { name: name.into(), reason: e.to_string() };
+    if js.get_stream(name).await.is_ok() {
+        js.update_stream(&config).await.map_err(|e| refused(&e))?;
+        return js.get_stream(name).await.map_err(|e| refused(&e));
+    }
+    js.create_stream(config).await.map_err(|e| refused(&e))
+}
+
+/// Creates consumer `durable` on `stream` as its file defines it (or updates it).
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    stream: &str,
+    durable: &str,
+) -> Result<consumer::PullConsumer, DefinitionError> {
+    let config = consumer_config(stream, durable)?;
+    let label = format!("{stream}/{durable}");
+    let refused = |e: &dyn std::fmt::Display| DefinitionError::Server { name: label.clone(), reason: e.to_string() };
+    let handle = js.get_stream(stream).await.map_err(|e| refused(&e))?;
+    handle.create_consumer(config).await.map_err(|e| refused(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_file_parses_and_names_itself() {
+        for (name, _) in STREAMS {
+            assert_eq!(stream_config(name).unwrap().name, *name);
+        }
+        for (stream, durable, _) in CONSUMERS {
+            assert_eq!(consumer_config(stream, durable).unwrap().durable_name.as_deref(), Some(*durable));
+        }
+        assert!(matches!(stream_config("NOPE"), Err(DefinitionError::Unknown(_))));
+    }
+
+    #[test]
+    fn task_lanes_do_not_overlap() {
+        // A work-queue stream rejects consumers whose filters overlap.
+        let lanes: Vec<String> = CONSUMERS
+            .iter()
+            .filter(|(s, _, _)| *s == "TRAWL_TASKS")
+            .map(|(s, d, _)| consumer_config(s, d).unwrap().filter_subject)
+            .collect();
+        assert_eq!(lanes, ["trawl.tasks.high", "trawl.tasks.bulk"]);
+        assert_eq!(stream_config("TRAWL_TASKS").unwrap().subjects, lanes);
+    }
+}
