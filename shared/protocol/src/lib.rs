@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use trawl_report::ScanReport;
 
 pub mod definitions;
+pub mod task;
+
+pub use task::{Lane, ScanTask, TASKS_STREAM};
 
 /// JetStream stream that keeps scan results until the controller stores them (`nats/streams/`).
 pub const RESULTS_STREAM: &str = "TRAWL_RESULTS";
@@ -58,6 +61,33 @@ pub enum ProtocolError {
         /// Decoder error.
         #[source]
         source: rmp_serde::decode::Error,
+    },
+    /// A JSON message did not parse.
+    #[error("not a valid {what} JSON message: {source}")]
+    Json {
+        /// Message type.
+        what: &'static str,
+        /// Parser error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The `Content-Type` header names an encoding Trawl does not speak.
+    #[error("{what} has Content-Type {content_type:?}: use application/msgpack or application/json")]
+    ContentType {
+        /// Message type.
+        what: &'static str,
+        /// The header's value.
+        content_type: String,
+    },
+    /// The payload is larger than any valid message of this type.
+    #[error("{what} of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// Message type.
+        what: &'static str,
+        /// Payload size.
+        size: usize,
+        /// The limit.
+        limit: usize,
     },
     /// The message is of a schema version this build cannot read.
     #[error("{what} schema {found} is not supported (this build reads {supported}.x)")]
@@ -126,14 +156,7 @@ impl ScanResult {
             .map_err(|source| ProtocolError::Compression { what: WHAT, source })?;
         let msg: ScanResult =
             rmp_serde::from_slice(&packed).map_err(|source| ProtocolError::Decode { what: WHAT, source })?;
-        let major = |v: &str| v.split('.').next().unwrap_or_default().to_string();
-        if msg.schema != SCAN_RESULT_SCHEMA || major(&msg.schema_version) != major(SCAN_RESULT_SCHEMA_VERSION) {
-            return Err(ProtocolError::Version {
-                what: WHAT,
-                found: format!("{} {}", msg.schema, msg.schema_version),
-                supported: major(SCAN_RESULT_SCHEMA_VERSION),
-            });
-        }
+        check_version(WHAT, &msg.schema, &msg.schema_version, SCAN_RESULT_SCHEMA, SCAN_RESULT_SCHEMA_VERSION)?;
         Ok(msg)
     }
 
@@ -145,6 +168,21 @@ impl ScanResult {
             None => results_subject(&image.source, &self.scanner.name),
         }
     }
+}
+
+/// Accepts a message of `schema` whose major version this build reads.
+pub(crate) fn check_version(
+    what: &'static str,
+    schema: &str,
+    version: &str,
+    expected_schema: &str,
+    supported: &str,
+) -> Result<(), ProtocolError> {
+    let major = |v: &str| v.split('.').next().unwrap_or_default().to_string();
+    if schema == expected_schema && major(version) == major(supported) {
+        return Ok(());
+    }
+    Err(ProtocolError::Version { what, found: format!("{schema} {version}"), supported: major(supported) })
 }
 
 /// `trawl.results.<kind>.<key>`, with the key made subject-safe (NATS
