@@ -11,7 +11,7 @@
 use crate::common::{
     cyclonedx_severity, finding_key, group_by_id, oci_purl, score_number, stable_uuid, CvssVersion, PackageIndex,
 };
-use crate::sbom::{InventoryView, SbomReport};
+use crate::sbom::{AsInventory, InventoryView, SbomReport};
 use crate::scan::ScanReport;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
@@ -20,7 +20,7 @@ use trawl_vulndb::Finding;
 
 /// Renders an inventory as a CycloneDX 1.5 JSON document.
 pub fn to_cyclonedx(report: &SbomReport) -> Value {
-    let view = report.view();
+    let view = report.as_inventory();
     let components = Components::build(view, &[]);
     bom(view, "sbom", components, None)
 }
@@ -28,7 +28,7 @@ pub fn to_cyclonedx(report: &SbomReport) -> Value {
 /// Renders a scan as a CycloneDX 1.5 JSON document: the inventory's
 /// components plus a `vulnerabilities` array.
 pub fn to_cyclonedx_scan(report: &ScanReport) -> Value {
-    let view = report.inventory();
+    let view = report.as_inventory();
     let components = Components::build(view, &report.findings);
     let vulnerabilities = vulnerabilities(&report.findings, &components);
     bom(view, "scan", components, Some(vulnerabilities))

@@ -114,18 +114,6 @@ pub struct InventoryView<'a> {
     pub packages: &'a [Package],
 }
 
-impl<'a> From<&'a SbomReport> for InventoryView<'a> {
-    fn from(r: &'a SbomReport) -> Self {
-        InventoryView {
-            generator: &r.generator,
-            generated_at: &r.generated_at,
-            image: &r.image,
-            distro: r.distro.as_ref(),
-            packages: &r.packages,
-        }
-    }
-}
-
 /// Anything that holds an inventory — SBOM and scan reports, and views of
 /// them — so SBOM formats can take any of them by reference.
 pub trait AsInventory {
@@ -141,16 +129,17 @@ impl AsInventory for InventoryView<'_> {
 
 impl AsInventory for SbomReport {
     fn as_inventory(&self) -> InventoryView<'_> {
-        self.view()
+        InventoryView {
+            generator: &self.generator,
+            generated_at: &self.generated_at,
+            image: &self.image,
+            distro: self.distro.as_ref(),
+            packages: &self.packages,
+        }
     }
 }
 
 impl SbomReport {
-    /// The inventory as a borrowed view.
-    pub fn view(&self) -> InventoryView<'_> {
-        InventoryView::from(self)
-    }
-
     /// Builds the report for an image and its inventory.
     pub fn new(image: ImageIdentity, inventory: Inventory) -> SbomReport {
         SbomReport {

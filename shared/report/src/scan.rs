@@ -174,28 +174,6 @@ impl ScanReport {
         }
     }
 
-    /// The inventory part of the report, for SBOM formats.
-    pub fn inventory(&self) -> InventoryView<'_> {
-        InventoryView::from(self)
-    }
-
-    /// Moves every finding for which `reason_for` returns `(reason, expires)`
-    /// into `suppressed`, then recounts `summary` (and `layers`, if grouped).
-    pub fn suppress(&mut self, mut reason_for: impl FnMut(&Finding) -> Option<(String, Option<String>)>) {
-        let mut kept = Vec::with_capacity(self.findings.len());
-        for finding in std::mem::take(&mut self.findings) {
-            match reason_for(&finding) {
-                Some((reason, expires)) => self.suppressed.push(SuppressedFinding { finding, reason, expires }),
-                None => kept.push(finding),
-            }
-        }
-        self.findings = kept;
-        self.summary = SeverityCounts::of(&self.findings);
-        if self.layers.is_some() {
-            self.group_by_layer();
-        }
-    }
-
     /// Fills `layers`: one entry per image layer, bottom first, holding the
     /// findings whose `layer` is that layer's blob digest. Findings without a
     /// layer (directory scans) or naming no layer of the image stay only in
@@ -236,18 +214,12 @@ impl ScanReport {
 
 impl AsInventory for ScanReport {
     fn as_inventory(&self) -> InventoryView<'_> {
-        self.inventory()
-    }
-}
-
-impl<'a> From<&'a ScanReport> for InventoryView<'a> {
-    fn from(r: &'a ScanReport) -> Self {
         InventoryView {
-            generator: &r.generator,
-            generated_at: &r.generated_at,
-            image: &r.image,
-            distro: r.distro.as_ref(),
-            packages: &r.packages,
+            generator: &self.generator,
+            generated_at: &self.generated_at,
+            image: &self.image,
+            distro: self.distro.as_ref(),
+            packages: &self.packages,
         }
     }
 }

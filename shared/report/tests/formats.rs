@@ -9,7 +9,8 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use trawl_catalog::{Distro, Inventory, Package, PackageType};
 use trawl_report::{
-    cyclonedx, neuvector, sarif, spdx, table, DbInfo, ImageIdentity, LayerInfo, SbomReport, ScanReport,
+    cyclonedx, neuvector, sarif, spdx, table, AsInventory, DbInfo, ImageIdentity, LayerInfo, SbomReport, ScanReport,
+    SuppressedFinding,
 };
 use trawl_vulndb::{Finding, MatchResult, OsCoverage, Rating};
 use validate::{assert_invalid, assert_valid};
@@ -288,6 +289,8 @@ fn scan() -> ScanReport {
         ),
     ];
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    // What an ignore file waived is set aside before the report is made, as the scanner does.
+    let (waived, findings): (Vec<Finding>, Vec<Finding>) = findings.into_iter().partition(|f| f.id == SUPPRESSED_ID);
     let matched = MatchResult {
         findings,
         os: OsCoverage::Covered { ecosystem: "Debian:12".into() },
@@ -295,14 +298,14 @@ fn scan() -> ScanReport {
     };
     let db = DbInfo { version: 1_795_000_000_000, built_at: "2026-11-28T09:00:00Z".into(), advisories: 29_000 };
     let mut report = ScanReport::new(SbomReport::new(image(), inv), matched, db);
-    report.suppress(|f| {
-        (f.id == SUPPRESSED_ID).then(|| {
-            (
-                "ReDoS needs attacker-controlled input to toNumber, which the app never passes".into(),
-                Some("2027-06-30".into()),
-            )
+    report.suppressed = waived
+        .into_iter()
+        .map(|finding| SuppressedFinding {
+            finding,
+            reason: "ReDoS needs attacker-controlled input to toNumber, which the app never passes".into(),
+            expires: Some("2027-06-30".into()),
         })
-    });
+        .collect();
     report.group_by_layer();
     report
 }
@@ -415,7 +418,7 @@ fn spdx_is_valid_with_the_image_describing_its_packages() {
     let report = scan();
     for doc in [
         spdx::to_spdx(&report),
-        spdx::to_spdx(&report.inventory()),
+        spdx::to_spdx(&report.as_inventory()),
         spdx::to_spdx(&SbomReport::new(image(), inventory())),
     ] {
         assert_valid("spdx-json", &doc);

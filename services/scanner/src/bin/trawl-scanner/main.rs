@@ -267,7 +267,7 @@ fn write_scan_report(args: &ScanArgs, report: &ScanReport) -> Result<(), Failure
         ScanFormat::Json => serde_json::to_value(report).context("serialising the report").map_err(internal)?,
         ScanFormat::Sarif => trawl_report::sarif::to_sarif(report),
         ScanFormat::Cyclonedx => trawl_report::cyclonedx::to_cyclonedx_scan(report),
-        ScanFormat::SpdxJson => trawl_report::spdx::to_spdx(&report.inventory()),
+        ScanFormat::SpdxJson => trawl_report::spdx::to_spdx(report),
         ScanFormat::Neuvector => trawl_report::neuvector::to_neuvector(report),
     };
     write_json(out, &doc).map_err(internal)
