@@ -22,10 +22,6 @@ pub struct NeuVectorImage {
     pub plain_http: bool,
 }
 
-/// Hosts that mean Docker Hub in NeuVector configurations.
-const DOCKER_HUB_ALIASES: &[&str] =
-    &["registry.hub.docker.com", "index.docker.io", "registry-1.docker.io", "docker.io"];
-
 /// Builds the reference from `SCANNER_REGISTRY`, `SCANNER_REPOSITORY` and
 /// `SCANNER_TAG` (default `latest`; a `sha256:` digest is accepted too).
 pub fn image_from_env(registry: Option<&str>, repository: &str, tag: Option<&str>) -> Result<NeuVectorImage, String> {
@@ -50,7 +46,7 @@ pub fn image_from_env(registry: Option<&str>, repository: &str, tag: Option<&str
             "SCANNER_REGISTRY {registry:?} is not a registry URL (e.g. https://registry.example.com/)"
         ));
     }
-    let host = if DOCKER_HUB_ALIASES.contains(&host) { "docker.io" } else { host };
+    let host = trawl_report::imageref::canonical_registry(host);
     Ok(NeuVectorImage { reference: format!("{host}/{repository}{suffix}"), plain_http })
 }
 

@@ -13,6 +13,15 @@ pub const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_ALIASES: [&str; 4] =
     ["docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"];
 
+/// A registry host with Docker Hub's aliases folded into [`DOCKER_HUB`].
+pub fn canonical_registry(host: &str) -> &str {
+    if DOCKER_HUB_ALIASES.contains(&host) {
+        DOCKER_HUB
+    } else {
+        host
+    }
+}
+
 /// Prefixes of Trawl's other image sources (skopeo syntax): never registry names.
 const OTHER_TRANSPORTS: [&str; 6] = ["oci:", "oci-archive:", "docker-archive:", "docker-daemon:", "docker:", "dir:"];
 
@@ -62,7 +71,7 @@ impl ImageName {
             }
             _ => (DOCKER_HUB.to_string(), rest),
         };
-        let registry = if DOCKER_HUB_ALIASES.contains(&registry.as_str()) { DOCKER_HUB.to_string() } else { registry };
+        let registry = canonical_registry(&registry).to_string();
         // A ':' after the last '/' starts the tag.
         let (repository, tag) = match path.rsplit_once(':') {
             Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag)),
