@@ -6,6 +6,7 @@
 use crate::analyze::AnalysisObserver;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use trawl_image::blob::BlobProgress;
@@ -18,7 +19,7 @@ const TICK: Duration = Duration::from_millis(100);
 pub struct TerminalProgress {
     multi: MultiProgress,
     stage: Mutex<Option<ProgressBar>>,
-    layer_count: Mutex<usize>,
+    layer_count: AtomicUsize,
     /// Bars of layers in flight, by layer index.
     layers: Mutex<HashMap<usize, ProgressBar>>,
 }
@@ -42,7 +43,7 @@ impl TerminalProgress {
         Arc::new(TerminalProgress {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             stage: Mutex::new(None),
-            layer_count: Mutex::new(0),
+            layer_count: AtomicUsize::new(0),
             layers: Mutex::new(HashMap::new()),
         })
     }
@@ -143,13 +144,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl AnalysisObserver for TerminalProgress {
     fn resolved(&self, image: &ResolvedImage) {
         let total: u64 = image.layers.iter().map(|l| l.size).sum();
-        *lock(&self.layer_count) = image.layers.len();
+        self.layer_count.store(image.layers.len(), Ordering::Relaxed);
         self.done(format!("Resolved {} ({} layers, {})", image.reference, image.layers.len(), HumanBytes(total)));
         self.stage("Pulling and walking layers");
     }
 
     fn layer_started(&self, index: usize, layer: &LayerDescriptor, progress: Arc<BlobProgress>) {
-        let count = *lock(&self.layer_count);
+        let count = self.layer_count.load(Ordering::Relaxed);
         let short = layer.digest.trim_start_matches("sha256:").chars().take(12).collect::<String>();
         let bar = self.multi.add(
             ProgressBar::new(layer.size)
@@ -162,7 +163,7 @@ impl AnalysisObserver for TerminalProgress {
             let mut ticker = tokio::time::interval(TICK);
             while !bar.is_finished() {
                 ticker.tick().await;
-                bar.set_position(progress.received.load(std::sync::atomic::Ordering::Relaxed));
+                bar.set_position(progress.received.load(Ordering::Relaxed));
             }
         });
     }
