@@ -224,6 +224,13 @@ async fn scan(args: ScanArgs, neuvector_style: bool, ui: &Ui) -> Result<u8, Fail
             rule.expires.map(|d| d.to_string()).unwrap_or_default()
         );
     }
+    if filtered.below_severity + filtered.unfixed > 0 {
+        tracing::info!(
+            below_severity = filtered.below_severity,
+            unfixed = filtered.unfixed,
+            "findings left out by --severity / --ignore-unfixed"
+        );
+    }
     let fails_gate = filtered.fails_gate();
     matched.findings = filtered.kept;
     let mut report = ScanReport::new(
