@@ -204,8 +204,8 @@ async fn cluster_join_publishes_the_result_to_the_results_stream() {
     let result = trawl_protocol::ScanResult::decode(&msg.payload).unwrap();
     assert_eq!(result.scanner.advertised_addr.as_deref(), Some("scanner-7.example:18402"));
     assert_eq!(result.scanner.mode, "standalone");
-    assert_eq!(result.report.findings.len(), 3);
-    assert_eq!(serde_json::to_value(&result.report.findings).unwrap(), printed["findings"]);
+    assert_eq!(result.report.as_ref().unwrap().findings.len(), 3);
+    assert_eq!(serde_json::to_value(&result.report.as_ref().unwrap().findings).unwrap(), printed["findings"]);
     msg.ack().await.unwrap();
 
     // No stream captures the subject: the run fails with exit 9 after printing, and says why.

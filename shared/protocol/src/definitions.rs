@@ -1,4 +1,5 @@
-//! The JetStream objects of `nats/` (streams and consumers), embedded at
+//! The JetStream objects of `nats/` (streams, consumers, and the streams
+//! behind the key-value and object-store buckets), embedded at
 //! build time so that every service creates exactly what the files say —
 //! the files stay the one source of truth, and they are also the `nats`
 //! CLI's `--config` files for operators.
@@ -8,10 +9,24 @@
 
 use async_nats::jetstream::{self, consumer, stream};
 
-/// Streams: (name, file contents).
+/// Streams: (name, file contents). Key-value buckets are the streams
+/// `KV_<bucket>` and object stores `OBJ_<bucket>`, as JetStream stores them;
+/// `nats stream add --config nats/kv/<bucket>.json` creates a bucket the
+/// `nats kv` commands then use.
 pub const STREAMS: &[(&str, &str)] = &[
     ("TRAWL_TASKS", include_str!("../../../nats/streams/TRAWL_TASKS.json")),
     ("TRAWL_RESULTS", include_str!("../../../nats/streams/TRAWL_RESULTS.json")),
+    ("TRAWL_DEAD", include_str!("../../../nats/streams/TRAWL_DEAD.json")),
+    ("KV_TRAWL_IMAGES", include_str!("../../../nats/kv/TRAWL_IMAGES.json")),
+    ("KV_TRAWL_TAGS", include_str!("../../../nats/kv/TRAWL_TAGS.json")),
+    ("KV_TRAWL_REPORTS", include_str!("../../../nats/kv/TRAWL_REPORTS.json")),
+    ("KV_TRAWL_REGISTRIES", include_str!("../../../nats/kv/TRAWL_REGISTRIES.json")),
+    ("KV_TRAWL_SCANNERS", include_str!("../../../nats/kv/TRAWL_SCANNERS.json")),
+    ("KV_TRAWL_LAYERS", include_str!("../../../nats/kv/TRAWL_LAYERS.json")),
+    ("KV_TRAWL_CONTROL", include_str!("../../../nats/kv/TRAWL_CONTROL.json")),
+    ("KV_TRAWL_DB_ANNOUNCE", include_str!("../../../nats/kv/TRAWL_DB_ANNOUNCE.json")),
+    ("OBJ_TRAWL_LARGE_REPORTS", include_str!("../../../nats/objects/TRAWL_LARGE_REPORTS.json")),
+    ("OBJ_TRAWL_DB", include_str!("../../../nats/objects/TRAWL_DB.json")),
 ];
 
 /// Consumers: (stream, durable name, file contents).
@@ -84,6 +99,18 @@ pub async fn ensure_consumer(
     let refused = |e: &dyn std::fmt::Display| DefinitionError::Server { name: label.clone(), reason: e.to_string() };
     let handle = js.get_stream(stream).await.map_err(|e| refused(&e))?;
     handle.create_consumer(config).await.map_err(|e| refused(&e))
+}
+
+/// Creates or updates every stream and consumer of `nats/`: what the
+/// controller does at start-up, so that the cluster matches the files.
+pub async fn ensure_all(js: &jetstream::Context) -> Result<(), DefinitionError> {
+    for (name, _) in STREAMS {
+        ensure_stream(js, name).await?;
+    }
+    for (stream, durable, _) in CONSUMERS {
+        ensure_consumer(js, stream, durable).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,9 +12,18 @@
 use serde::{Deserialize, Serialize};
 use trawl_report::ScanReport;
 
+pub mod buckets;
+pub mod dead;
 pub mod definitions;
+pub mod failure;
+pub mod heartbeat;
+pub mod registry;
 pub mod task;
 
+pub use dead::{DeadLetter, DEAD_STREAM};
+pub use failure::{FailureKind, ScanFailure};
+pub use heartbeat::{ScannerHeartbeat, SCANNERS_BUCKET};
+pub use registry::{RegistryConfig, RegistryLogin};
 pub use task::{Lane, ScanTask, TASKS_STREAM};
 
 /// JetStream stream that keeps scan results until the controller stores them (`nats/streams/`).
@@ -25,7 +34,7 @@ pub const RESULTS_SUBJECT_PREFIX: &str = "trawl.results";
 /// Document type of [`ScanResult`].
 pub const SCAN_RESULT_SCHEMA: &str = "trawl.scan-result";
 /// Version of [`ScanResult`]'s layout.
-pub const SCAN_RESULT_SCHEMA_VERSION: &str = "1.0.0";
+pub const SCAN_RESULT_SCHEMA_VERSION: &str = "2.0.0";
 
 /// Largest decompressed message accepted: a bound on hostile payloads.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
@@ -117,7 +126,8 @@ pub struct ScannerInfo {
     pub version: String,
 }
 
-/// A finished scan, published on [`results_subject`] for admission-control storage.
+/// A finished scan, published on [`results_subject`] for admission-control
+/// storage: a report, or the failure that prevented one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanResult {
@@ -127,8 +137,17 @@ pub struct ScanResult {
     pub schema_version: String,
     /// The scanner that produced it.
     pub scanner: ScannerInfo,
-    /// The full scan report.
-    pub report: ScanReport,
+    /// The task it answers, for results of queued scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<ScanTask>,
+    /// The full scan report, when the scan succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ScanReport>,
+    /// Why there is no report, when the scan failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<ScanFailure>,
+    /// RFC 3339 time the scan finished.
+    pub finished_at: String,
 }
 
 impl ScanResult {
@@ -138,8 +157,30 @@ impl ScanResult {
             schema: SCAN_RESULT_SCHEMA.into(),
             schema_version: SCAN_RESULT_SCHEMA_VERSION.into(),
             scanner,
-            report,
+            task: None,
+            report: Some(report),
+            failure: None,
+            finished_at: now_rfc3339(),
         }
+    }
+
+    /// A failed scan of `task`.
+    pub fn failed(scanner: ScannerInfo, task: ScanTask, failure: ScanFailure) -> ScanResult {
+        ScanResult {
+            schema: SCAN_RESULT_SCHEMA.into(),
+            schema_version: SCAN_RESULT_SCHEMA_VERSION.into(),
+            scanner,
+            task: Some(task),
+            report: None,
+            failure: Some(failure),
+            finished_at: now_rfc3339(),
+        }
+    }
+
+    /// The same result, marked as answering `task`.
+    pub fn for_task(mut self, task: ScanTask) -> ScanResult {
+        self.task = Some(task);
+        self
     }
 
     /// Compressed MessagePack bytes for the wire.
@@ -160,14 +201,36 @@ impl ScanResult {
         Ok(msg)
     }
 
+    /// The manifest digest of the scanned image: the report's, else the task's.
+    pub fn image_digest(&self) -> Option<&str> {
+        let from_report =
+            self.report.as_ref().and_then(|r| r.image.manifest_digest.as_deref().or(r.image.config_digest.as_deref()));
+        from_report.or_else(|| self.task.as_ref().and_then(|t| t.digest.as_deref()))
+    }
+
     /// The subject this result is published on.
     pub fn subject(&self) -> String {
-        let image = &self.report.image;
-        match image.manifest_digest.as_deref().or(image.config_digest.as_deref()) {
-            Some(digest) => results_subject("image", digest.trim_start_matches("sha256:")),
-            None => results_subject(&image.source, &self.scanner.name),
+        if let Some(digest) = self.image_digest() {
+            return results_subject("image", digest.trim_start_matches("sha256:"));
+        }
+        match (&self.report, &self.task) {
+            (Some(report), _) => results_subject(&report.image.source, &self.scanner.name),
+            (None, Some(task)) => results_subject("reference", &task.reference.replace(['/', ':', '@'], "_")),
+            (None, None) => results_subject("unknown", &self.scanner.name),
         }
     }
+}
+
+/// The `Nats-Msg-Id` of the result of the task at `task_sequence` in the
+/// task stream: if a scanner dies after publishing a result but before
+/// acking its task, the redelivered task's result collapses into the first.
+pub fn result_msg_id(task_sequence: u64) -> String {
+    format!("result|{TASKS_STREAM}|{task_sequence}")
+}
+
+/// Now, as RFC 3339 with seconds, in UTC.
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Accepts a message of `schema` whose major version this build reads.

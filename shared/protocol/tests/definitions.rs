@@ -44,15 +44,23 @@ async fn services_create_the_same_objects_and_can_do_it_again() {
     for _ in 0..2 {
         for (name, _) in STREAMS {
             let mut stream = ensure_stream(&js, name).await.unwrap();
-            assert_eq!(
-                stream.info().await.unwrap().config.retention,
+            let expected = if name.starts_with("TRAWL_") && *name != "TRAWL_DEAD" {
                 async_nats::jetstream::stream::RetentionPolicy::WorkQueue
-            );
+            } else {
+                async_nats::jetstream::stream::RetentionPolicy::Limits
+            };
+            assert_eq!(stream.info().await.unwrap().config.retention, expected, "{name}");
         }
         for (stream, durable, _) in CONSUMERS {
             ensure_consumer(&js, stream, durable).await.unwrap();
         }
     }
+    // The bucket files make buckets the KV and object-store APIs recognise.
+    let images = js.get_key_value("TRAWL_IMAGES").await.unwrap();
+    images.put("sha256.ab", "{}".into()).await.unwrap();
+    assert_eq!(images.get("sha256.ab").await.unwrap().as_deref(), Some(&b"{}"[..]));
+    let reports = js.get_object_store("TRAWL_LARGE_REPORTS").await.unwrap();
+    reports.put("sha256.ab", &mut &b"report"[..]).await.unwrap();
     // Each lane is captured; a subject outside the lanes is not.
     js.publish("trawl.tasks.high", "t".into()).await.unwrap().await.unwrap();
     js.publish("trawl.tasks.bulk", "t".into()).await.unwrap().await.unwrap();

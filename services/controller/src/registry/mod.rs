@@ -1,0 +1,1 @@
+//! Crawling a registry: repositories, tags and manifest digests.
