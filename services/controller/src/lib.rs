@@ -1,6 +1,16 @@
 //! The controller's library half. The data flows one way:
 //! registry configurations → [`registry`] (crawl: repositories, tags,
-//! digests) → task publishing onto the `TRAWL_TASKS` work queue → (scanners)
-//! → results ingested into admission-control storage → the API.
+//! digests) → [`publish`] (tasks onto the `TRAWL_TASKS` work queue) →
+//! scanners → [`ingest`] (results into admission-control [`storage`]) →
+//! [`api`]. [`controller`] ties the steps of a crawl together; [`reaper`]
+//! dead-letters tasks no scanner could finish.
 
+pub mod api;
+pub mod controller;
+pub mod ingest;
+pub mod metrics;
+pub mod publish;
+pub mod reaper;
 pub mod registry;
+pub mod rematch;
+pub mod storage;

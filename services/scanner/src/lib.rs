@@ -1,7 +1,8 @@
 //! The scanner's library half: image and host analysis (reference →
-//! manifest → layers → inventory), terminal progress, the NeuVector
-//! standalone-scanner conventions and result delivery to a cluster. Shared by
-//! the standalone commands and, later, the distributed worker; the binary
+//! manifest → layers → inventory), matching into a report, terminal
+//! progress, the NeuVector standalone-scanner conventions, result delivery
+//! to a cluster, and the distributed worker that scans tasks from the queue.
+//! Shared by the standalone commands and the worker; the binary
 //! (`src/bin/trawl-scanner/`: options in `cli.rs`, the steps in `main.rs`) is
 //! thin glue around it.
 
@@ -11,3 +12,5 @@ pub mod exit;
 pub mod host;
 pub mod neuvector;
 pub mod progress;
+pub mod scan;
+pub mod worker;

@@ -4,7 +4,7 @@
 //! Dead letters are JSON (with `Content-Type: application/json`) because
 //! people read them: `nats stream view TRAWL_DEAD` shows the reason, and
 //! the `task` field is a task a scanner accepts as it is, so requeueing is
-//! `nats stream get TRAWL_DEAD <seq> --raw | jq -c .task | nats pub trawl.tasks.high`.
+//! `nats stream get TRAWL_DEAD <seq> --json | jq -r .data | base64 -d | jq -c .task | nats pub trawl.tasks.high -H Content-Type:application/json` (docs/nats.md).
 
 use crate::{FailureKind, Lane, ProtocolError, ScanFailure, ScanTask};
 use serde::{Deserialize, Serialize};

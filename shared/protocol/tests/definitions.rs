@@ -30,7 +30,7 @@ async fn the_files_are_what_the_jetstream_api_accepts() {
         let config: Value = serde_json::from_str(file).unwrap();
         let body = serde_json::to_vec(&json!({"stream_name": stream, "config": config})).unwrap();
         let created = api(&client, format!("$JS.API.CONSUMER.CREATE.{stream}.{durable}"), body).await;
-        for key in ["durable_name", "ack_policy", "max_deliver", "backoff", "filter_subject"] {
+        for key in ["durable_name", "ack_policy", "ack_wait", "max_deliver", "filter_subject"] {
             assert_eq!(created["config"][key], config[key], "{stream}/{durable}.{key} as stored by the server");
         }
     }

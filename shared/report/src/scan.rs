@@ -174,6 +174,23 @@ impl ScanReport {
         }
     }
 
+    /// Replaces the findings with a new match of the same packages (against
+    /// a newer database, say): what re-matching a stored inventory does
+    /// instead of pulling the image again. Suppressions were decided against
+    /// the old findings, so they are dropped; layer grouping is redone.
+    pub fn rematched(mut self, matched: MatchResult, db: DbInfo) -> ScanReport {
+        self.os_coverage = matched.os;
+        self.summary = SeverityCounts::of(&matched.findings);
+        self.findings = matched.findings;
+        self.match_warnings = matched.warnings;
+        self.db = db;
+        self.suppressed = Vec::new();
+        if self.layers.is_some() {
+            self.group_by_layer();
+        }
+        self
+    }
+
     /// Fills `layers`: one entry per image layer, bottom first, holding the
     /// findings whose `layer` is that layer's blob digest. Findings without a
     /// layer (directory scans) or naming no layer of the image stay only in

@@ -64,6 +64,7 @@ mod process;
 mod push;
 mod registry;
 mod samples;
+mod service;
 mod token;
 
 use std::net::TcpListener;
@@ -85,6 +86,7 @@ pub use podman::PodmanService;
 pub use push::{push, push_blob, push_manifest, RegistryEndpoint};
 pub use registry::Registry;
 pub use samples::{nats_server_binary, sample_advisories, sample_images, SampleImage};
+pub use service::{workspace_binary, ServiceProcess};
 pub use token::{token_claims, Grant, TokenRequest, TokenServer, TOKEN_ISSUER, TOKEN_LIFETIME_SECS, TOKEN_SERVICE};
 
 /// A TCP port on `127.0.0.1` that was free a moment ago (bound to port 0, then released).

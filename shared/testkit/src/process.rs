@@ -99,6 +99,22 @@ impl ManagedProcess {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit on its own and reaps it.
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Whether the process is still alive (not exited, not killed).
     pub(crate) fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

@@ -104,6 +104,15 @@ pub const SCANNER_ENV: &[&str] = &[
     "CLUSTER_JOIN_PORT",
     "CLUSTER_ADVERTISED_ADDR",
     "DOCKER_HOST",
+    "NATS_URL",
+    "NATS_CREDS",
+    "TRAWL_WORKER_CONCURRENCY",
+    "TRAWL_WORKER_DB",
+    "TRAWL_WORKER_ID",
+    "TRAWL_WORKER_RETRY_DELAY",
+    "TRAWL_WORKER_SCAN_TIMEOUT",
+    "TRAWL_WORKER_DRAIN_TIMEOUT",
+    "TRAWL_WORKER_PLATFORM",
 ];
 
 /// The real `trawl-scanner` binary with none of its environment variables set.

@@ -83,7 +83,8 @@ Examples:
   trawl-scanner scan --scan-layers oci-archive:image.tar
   trawl-scanner scan -f sarif -o trawl.sarif --exit-code 1 \\
       --severity HIGH,CRITICAL --ignore-unfixed registry.example.com/app:1.4
-  trawl-scanner sbom -f spdx-json -o sbom.spdx.json docker-archive:saved.tar";
+  trawl-scanner sbom -f spdx-json -o sbom.spdx.json docker-archive:saved.tar
+  NATS_URL=nats://trawl-nats:4222 trawl-scanner worker --concurrency 4";
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
@@ -115,6 +116,26 @@ pub enum Command {
     /// finding is left.
     #[command(verbatim_doc_comment)]
     Scan(Box<ScanArgs>),
+
+    /// Scan images from the cluster's task queue: the distributed worker.
+    ///
+    /// Pulls scan tasks from the TRAWL_TASKS stream (the high lane before
+    /// the bulk lane), scans each image from its registry and publishes the
+    /// full result on trawl.results.* for the controller. Registry settings
+    /// come from the TRAWL_REGISTRIES bucket; the credentials they name
+    /// (environment variables, files) are read from this process. Failures
+    /// are retried with backoff when they may pass, else recorded as a
+    /// failed result and a dead letter on trawl.dead.<lane>.
+    ///
+    /// The streams, consumers and buckets are the controller's to create;
+    /// the worker waits for them. Without --db it matches with the database
+    /// published in NATS (trawl-updater publish), swapping in new versions
+    /// between scans, and takes no task before one is loaded.
+    ///
+    /// SIGTERM or SIGINT: no new tasks, scans in flight get --drain-timeout
+    /// to finish, unfinished tasks go back to the queue, exit 0.
+    #[command(verbatim_doc_comment)]
+    Worker(Box<WorkerArgs>),
 }
 
 /// What to inventory: an image reference, the host, or NeuVector's variables.
@@ -240,8 +261,8 @@ pub struct ScanArgs {
 /// NeuVector's cluster join, mapped onto NATS (see `trawl_scanner::cluster`).
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
-    /// Publish the result to the cluster's NATS server at ADDR (host or nats:// URL).
-    #[arg(long, env = "CLUSTER_JOIN_ADDR", value_name = "ADDR")]
+    /// Publish the result to the cluster's NATS server at ADDR (host or nats:// URL), into its admission-control storage.
+    #[arg(long, visible_alias = "nats", env = "CLUSTER_JOIN_ADDR", value_name = "ADDR")]
     pub join_addr: Option<String>,
 
     /// Port of the cluster's NATS server.
@@ -251,6 +272,88 @@ pub struct ClusterArgs {
     /// This scanner's address, recorded in the published result.
     #[arg(long, env = "CLUSTER_ADVERTISED_ADDR", value_name = "ADDR")]
     pub advertised_addr: Option<String>,
+}
+
+/// Options of `worker`.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// NATS server URL(s), comma-separated (nats://[user:pass@]host:4222).
+    #[arg(long, env = "NATS_URL", value_name = "URL", hide_env_values = true)]
+    pub nats: String,
+
+    /// NATS credentials file (JWT and NKey seed) instead of user:pass in the URL.
+    #[arg(long, env = "NATS_CREDS", value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// Tasks scanned at once.
+    #[arg(long, env = "TRAWL_WORKER_CONCURRENCY", value_name = "N", default_value_t = 2)]
+    pub concurrency: usize,
+
+    /// A fixed vulnerability database file (default: follow the one published in NATS).
+    #[arg(long, env = "TRAWL_WORKER_DB", value_name = "FILE")]
+    pub db: Option<PathBuf>,
+
+    /// This worker's unique id (heartbeat key; default HOST-PID-RANDOM).
+    #[arg(long, env = "TRAWL_WORKER_ID", value_name = "ID")]
+    pub id: Option<String>,
+
+    /// First retry delay of a transient failure, doubled per delivery (at most 10m).
+    #[arg(long, env = "TRAWL_WORKER_RETRY_DELAY", value_name = "DURATION", default_value = "30s", value_parser = trawl_scanner::worker::parse_duration)]
+    pub retry_delay: std::time::Duration,
+
+    /// Longest time one scan may take.
+    #[arg(long, env = "TRAWL_WORKER_SCAN_TIMEOUT", value_name = "DURATION", default_value = "30m", value_parser = trawl_scanner::worker::parse_duration)]
+    pub scan_timeout: std::time::Duration,
+
+    /// After SIGTERM, how long scans in flight may take to finish before their tasks are handed back.
+    #[arg(long, env = "TRAWL_WORKER_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "25s", value_parser = trawl_scanner::worker::parse_duration)]
+    pub drain_timeout: std::time::Duration,
+
+    /// Platform to pick from multi-platform images (OS/ARCH[/VARIANT]).
+    #[arg(long, env = "TRAWL_WORKER_PLATFORM", default_value = "linux/amd64")]
+    pub platform: String,
+
+    /// Largest uncompressed size of one layer, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32 * 1024)]
+    pub max_layer_size: u64,
+
+    /// Largest decompression ratio accepted for layers above 64 MiB uncompressed.
+    #[arg(long, value_name = "RATIO", default_value_t = 200)]
+    pub max_compression_ratio: u64,
+
+    /// Layers downloaded and walked at once, per scan.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub parallel_layers: usize,
+}
+
+impl WorkerArgs {
+    /// The worker's settings (its database and NATS connection aside).
+    pub fn worker_config(&self) -> Result<trawl_scanner::worker::WorkerConfig, Failure> {
+        let host = host::host_name();
+        let id = self.id.clone().unwrap_or_else(|| trawl_scanner::worker::default_id(&host));
+        if self.parallel_layers == 0 {
+            return Err(usage("--parallel-layers must be at least 1".into()));
+        }
+        let mut analyzer = AnalyzerOptions {
+            limits: LayerLimits {
+                max_uncompressed: self.max_layer_size.saturating_mul(1 << 20),
+                max_ratio: self.max_compression_ratio,
+                ..Default::default()
+            },
+            parallel_layers: self.parallel_layers,
+            ..Default::default()
+        };
+        analyzer.source.platform = Platform::parse(&self.platform).map_err(|e| usage(e.to_string()))?;
+        Ok(trawl_scanner::worker::WorkerConfig {
+            host,
+            concurrency: self.concurrency,
+            retry_delay: self.retry_delay,
+            scan_timeout: self.scan_timeout,
+            drain_timeout: self.drain_timeout,
+            analyzer,
+            ..trawl_scanner::worker::WorkerConfig::new(id)
+        })
+    }
 }
 
 /// Report formats of `scan`.

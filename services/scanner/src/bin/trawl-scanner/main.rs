@@ -8,7 +8,7 @@ mod failure;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{ClusterArgs, Command, FetchArgs, LogFormat, SbomArgs, SbomFormat, ScanArgs, ScanFormat, Target};
+use cli::{ClusterArgs, Command, FetchArgs, LogFormat, SbomArgs, SbomFormat, ScanArgs, ScanFormat, Target, WorkerArgs};
 use failure::{internal, report_failure, usage, Failure};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use trawl_report::{SbomReport, ScanReport};
 use trawl_scanner::analyze::{Analyzer, ImageAnalysis};
 use trawl_scanner::cluster::ClusterTarget;
 use trawl_scanner::progress::TerminalProgress;
-use trawl_scanner::{exit, host, neuvector};
+use trawl_scanner::{exit, host, neuvector, scan, worker};
 
 /// Caps glibc's per-thread malloc arenas. Layers are walked on several
 /// blocking threads; with one arena each, memory freed by one thread is not
@@ -36,8 +36,10 @@ fn limit_malloc_arenas() {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = cli::Cli::parse();
-    let ui = Ui::new(cli.quiet, cli.log_format);
-    init_logging(cli.log_format, cli.quiet, ui.progress.as_deref());
+    // The worker is a service: no progress bars, and one info line per task by default.
+    let service = matches!(cli.command, Some(Command::Worker(_)));
+    let ui = if service { Ui { progress: None } } else { Ui::new(cli.quiet, cli.log_format) };
+    init_logging(cli.log_format, cli.quiet, service, ui.progress.as_deref());
     // A bare `trawl-scanner` (or `-n`) is NeuVector's standalone scanner.
     let (command, neuvector_style) = match cli.command {
         Some(_) if cli.host_scan => {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         match command {
             Command::Sbom(args) => sbom(*args, &ui).await,
             Command::Scan(args) => scan(*args, neuvector_style, &ui).await,
+            Command::Worker(args) => run_worker(*args).await,
         }
     });
     ui.clear();
@@ -211,11 +214,11 @@ async fn scan(args: ScanArgs, neuvector_style: bool, ui: &Ui) -> Result<u8, Fail
 
     let analysis = inventory(&target, &args.fetch, ui).await?;
     ui.stage(format!("Matching {} packages", analysis.inventory.packages.len()));
-    let mut matched = trawl_vulndb::Matcher::new(&db).match_inventory(&analysis.inventory);
-    for w in &matched.warnings {
+    let mut report = scan::build_report(analysis, &db);
+    for w in &report.match_warnings {
         tracing::warn!("{w}");
     }
-    let filtered = policy.apply(std::mem::take(&mut matched.findings), chrono::Local::now().date_naive());
+    let filtered = scan::apply_policy(&mut report, &policy, chrono::Local::now().date_naive());
     for rule in &filtered.expired {
         tracing::warn!(
             "ignore rule for {} ({}) expired on {}: its findings are reported again",
@@ -231,22 +234,7 @@ async fn scan(args: ScanArgs, neuvector_style: bool, ui: &Ui) -> Result<u8, Fail
             "findings left out by --severity / --ignore-unfixed"
         );
     }
-    let fails_gate = filtered.fails_gate();
-    matched.findings = filtered.kept;
-    let mut report = ScanReport::new(
-        SbomReport::new(analysis.identity, analysis.inventory),
-        matched,
-        trawl_report::DbInfo::from(db.header()),
-    );
-    report.suppressed = filtered
-        .suppressed
-        .into_iter()
-        .map(|s| trawl_report::SuppressedFinding {
-            finding: s.finding,
-            reason: s.rule.reason.unwrap_or_else(|| format!("ignored by {}", s.rule.origin)),
-            expires: s.rule.expires.map(|d| d.to_string()),
-        })
-        .collect();
+    let fails_gate = filtered.fails_gate;
     if args.scan_layers {
         report.group_by_layer();
     }
@@ -320,6 +308,27 @@ async fn publish(target: &ClusterTarget, cluster: &ClusterArgs, report: ScanRepo
     }
 }
 
+/// `trawl-scanner worker`: scans tasks from the queue until SIGTERM.
+async fn run_worker(args: WorkerArgs) -> Result<u8, Failure> {
+    let config = args.worker_config()?;
+    config.validate().map_err(|e| usage(e.to_string()))?;
+    // Registered before connecting, so a SIGTERM from now on drains instead of killing.
+    let shutdown = worker::termination_signal().context("cannot listen for SIGTERM").map_err(internal)?;
+    let db = match args.db.clone() {
+        Some(path) => {
+            let db = tokio::task::spawn_blocking(move || trawl_vulndb::Database::load(&path))
+                .await
+                .map_err(|e| internal(e.into()))?
+                .map_err(|e| Failure { error: e.into(), code: exit::DB })?;
+            worker::DbSource::Fixed(Arc::new(db))
+        }
+        None => worker::DbSource::Follow,
+    };
+    let nats = worker::NatsSettings { url: args.nats.clone(), creds: args.nats_creds.clone() };
+    // Both errors are settings that retrying cannot fix (NATS trouble itself is retried).
+    worker::run(config, nats, db, shutdown).await.map(|_| exit::OK).map_err(|e| usage(e.to_string()))
+}
+
 /// Columns of the terminal on stdout, when it is one.
 fn stdout_width() -> Option<usize> {
     let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
@@ -349,11 +358,17 @@ fn write_text(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(format: LogFormat, quiet: bool, progress: Option<&TerminalProgress>) {
-    let default = if quiet { "error" } else { "warn" };
+fn init_logging(format: LogFormat, quiet: bool, service: bool, progress: Option<&TerminalProgress>) {
+    let default = match (quiet, service) {
+        (true, _) => "error",
+        (false, true) => "warn,trawl_scanner=info,trawl_dbdist=info",
+        (false, false) => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRAWL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A service's log goes to files and collectors: colour codes only on a terminal.
+    let ansi = !service || std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     match (format, progress) {
         // Progress bars are only drawn with text logs on a terminal.
         (LogFormat::Text, Some(p)) => builder.with_writer(p.log_writer()).init(),
