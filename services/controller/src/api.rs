@@ -68,7 +68,13 @@ impl From<crate::storage::StorageError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text()))
+        // 413 for an oversized body and 415 without a JSON content type stay; a body that is not
+        // the expected document is a plain 400, like every other invalid request here.
+        let status = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => e.status(),
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, format!("request body: {}", e.body_text()))
     }
 }
 
