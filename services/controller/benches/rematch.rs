@@ -122,8 +122,24 @@ fn main() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let report_bytes = results[0].1.len();
+        let results_sample = results[0].1.clone();
         drop(results);
         eprintln!("stored {images} results ({report_bytes} bytes each) in {:.1} s", setup.elapsed().as_secs_f64());
+
+        // Where one image's time goes, measured alone.
+        let t = Instant::now();
+        let rounds = 20;
+        for _ in 0..rounds {
+            std::hint::black_box(trawl_vulndb::Matcher::new(&new_db).match_inventory(&inventory));
+        }
+        let per_match = t.elapsed().as_secs_f64() / rounds as f64;
+        let sample = results_sample.clone();
+        let t = Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(ScanResult::decode(&sample).unwrap());
+        }
+        let per_decode = t.elapsed().as_secs_f64() / rounds as f64;
+        eprintln!("one image: match {:.2} ms, decode {:.2} ms", per_match * 1e3, per_decode * 1e3);
 
         let rematcher = Rematcher::new(&js, storage.clone()).await.unwrap();
         let started = Instant::now();

@@ -5,12 +5,23 @@
 //! stacked in order afterwards. Nothing is unpacked to disk, so memory stays
 //! flat however large the image is: per layer in flight it is one channel of
 //! chunks, one decompressor window and what the catalogers keep.
+//!
+//! An analyzer may be given a [`LayerCache`] (the worker's is the
+//! cluster-wide [`crate::layer_cache::KvLayerCache`]). Images share most of
+//! their bytes through base layers, and a layer's inventory depends only on
+//! its bytes and the cataloger code, so a layer any scanner has walked is
+//! never downloaded again: on a hit its blob is not even opened. Stacking
+//! runs on the same per-layer inventories either way, so results are the same
+//! with and without a cache.
 
+use crate::layer_cache::LayerCacheError;
+use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trawl_catalog::{
-    CatalogContext, CatalogerSet, DirWalker, FileIssue, Inventory, LayerInventory, LayerStack, LayerWalker, WalkError,
+    CatalogContext, CatalogerSet, DirWalker, FileIssue, FileOutcome, Inventory, LayerInventory, LayerStack,
+    LayerWalker, WalkError,
 };
 use trawl_image::blob::BlobProgress;
 use trawl_image::blob::{decompress, image_error_from_io};
@@ -81,8 +92,77 @@ pub struct ImageAnalysis {
     pub identity: ImageIdentity,
     /// The package inventory.
     pub inventory: Inventory,
-    /// Compressed bytes downloaded or read.
+    /// Compressed bytes downloaded or read (layers taken from the cache are not).
     pub bytes_read: u64,
+    /// Layers whose inventory came from the layer cache instead of their blob.
+    pub layer_cache_hits: u64,
+}
+
+/// A store of layer inventories keyed by layer digest, shared by analyses
+/// (and, for the worker, by every scanner of the cluster).
+///
+/// It is an optimisation only: [`LayerCache::get`] answers `None` for
+/// anything it cannot read, and the analyzer ignores a failed
+/// [`LayerCache::put`], so a cache that breaks never fails a scan. An
+/// implementation must only return an inventory produced by the same
+/// cataloger code as the analyzer's, for exactly that layer digest.
+pub trait LayerCache: Send + Sync {
+    /// The cached inventory of the layer `layer_digest`, if there is a valid one.
+    fn get<'a>(&'a self, layer_digest: &'a str) -> BoxFuture<'a, Option<LayerInventory>>;
+
+    /// Stores the inventory of a layer whose walk fully succeeded.
+    fn put<'a>(
+        &'a self,
+        layer_digest: &'a str,
+        inventory: &'a LayerInventory,
+    ) -> BoxFuture<'a, Result<(), LayerCacheError>>;
+
+    /// Called after a miss, before the layer is pulled: when another scanner
+    /// is walking the same layer right now, waits (bounded) for its
+    /// inventory, so concurrent scans of images sharing a base layer pull it
+    /// once; otherwise tells this scanner to walk it, holding whatever marks
+    /// the walk as taken until the returned guard drops. The default never
+    /// waits.
+    fn claim<'a>(&'a self, _layer_digest: &'a str) -> BoxFuture<'a, Claim> {
+        Box::pin(async { Claim::Walk(None) })
+    }
+}
+
+/// What to do about a layer the cache did not hold ([`LayerCache::claim`]).
+pub enum Claim {
+    /// Walk it; the guard, if any, keeps the walk claimed until it drops.
+    Walk(Option<ClaimGuard>),
+    /// Another scanner walked it meanwhile: its inventory.
+    Walked(LayerInventory),
+}
+
+/// Holds a [`LayerCache::claim`] on a layer: dropping it releases the claim
+/// (after the inventory was put, or when the walk failed or was abandoned).
+pub struct ClaimGuard {
+    _release: Box<dyn Send + Sync>,
+}
+
+impl ClaimGuard {
+    /// A guard that releases the claim when `release` is dropped.
+    pub fn new(release: impl Send + Sync + 'static) -> ClaimGuard {
+        ClaimGuard { _release: Box::new(release) }
+    }
+}
+
+/// Whether a walked layer's inventory may be cached: only when every wanted
+/// file was cataloged. A file that failed may have failed because of this
+/// scanner (its scratch space, its limits) rather than the layer, and a
+/// cached failure would be served to every other scanner for days.
+pub fn cacheable(inventory: &LayerInventory) -> bool {
+    !inventory.files.iter().any(|f| matches!(f.outcome, FileOutcome::Failed(_)))
+}
+
+/// One layer's contribution to an analysis.
+struct LayerResult {
+    inventory: LayerInventory,
+    /// Compressed bytes read for it (0 on a cache hit).
+    bytes: u64,
+    cached: bool,
 }
 
 /// Hears about an analysis as it goes, e.g. to draw progress bars. Every
@@ -106,12 +186,20 @@ pub struct Analyzer {
     catalogers: CatalogerSet,
     options: AnalyzerOptions,
     observer: Arc<dyn AnalysisObserver>,
+    layer_cache: Option<Arc<dyn LayerCache>>,
 }
 
 impl Analyzer {
     /// An analyzer with the given catalogers and options.
     pub fn new(catalogers: CatalogerSet, options: AnalyzerOptions) -> Self {
-        Analyzer { catalogers, options, observer: Arc::new(Unobserved) }
+        Analyzer { catalogers, options, observer: Arc::new(Unobserved), layer_cache: None }
+    }
+
+    /// The same analyzer, taking layer inventories from `cache` when it has
+    /// them and putting the ones it walks there.
+    pub fn with_layer_cache(mut self, cache: Arc<dyn LayerCache>) -> Self {
+        self.layer_cache = Some(cache);
+        self
     }
 
     /// The same analyzer, reporting its progress to `observer`.
@@ -143,10 +231,10 @@ impl Analyzer {
         self.observer.resolved(&image);
         // Owned descriptors keep the futures free of higher-ranked borrows,
         // so an analysis can run inside a spawned task.
-        let walked: Vec<Result<(LayerInventory, u64), AnalyzeError>> = stream::iter(image.layers.clone())
+        let walked: Vec<Result<LayerResult, AnalyzeError>> = stream::iter(image.layers.clone())
             .enumerate()
             .map(|(index, layer)| async move {
-                let result = self.walk_layer(source, index, &layer).await;
+                let result = self.layer_inventory(source, index, &layer).await;
                 self.observer.layer_finished(index, &layer);
                 result
             })
@@ -154,13 +242,48 @@ impl Analyzer {
             .collect()
             .await;
         let mut stack = LayerStack::new();
-        let mut bytes_read = 0;
+        let (mut bytes_read, mut layer_cache_hits) = (0, 0);
+        // Stacked bottom first whatever the source of each inventory, so the
+        // result does not depend on which layers the cache held.
         for (layer, result) in image.layers.iter().zip(walked) {
-            let (inventory, bytes) = result?;
-            bytes_read += bytes;
-            stack.push(Some(&layer.digest), &inventory);
+            let layer_result = result?;
+            bytes_read += layer_result.bytes;
+            layer_cache_hits += u64::from(layer_result.cached);
+            stack.push(Some(&layer.digest), &layer_result.inventory);
         }
-        Ok(ImageAnalysis { identity: identity_of(&image), inventory: stack.finish(), bytes_read })
+        Ok(ImageAnalysis { identity: identity_of(&image), inventory: stack.finish(), bytes_read, layer_cache_hits })
+    }
+
+    /// One layer's inventory: from the cache when it has it, else walked
+    /// (and then cached, when the walk fully succeeded).
+    async fn layer_inventory(
+        &self,
+        source: &dyn ImageSource,
+        index: usize,
+        layer: &LayerDescriptor,
+    ) -> Result<LayerResult, AnalyzeError> {
+        let hit = |inventory| Ok(LayerResult { inventory, bytes: 0, cached: true });
+        let Some(cache) = &self.layer_cache else {
+            let (inventory, bytes) = self.walk_layer(source, index, layer).await?;
+            return Ok(LayerResult { inventory, bytes, cached: false });
+        };
+        if let Some(inventory) = cache.get(&layer.digest).await {
+            return hit(inventory);
+        }
+        // Held until the inventory is put (or the walk fails: `?` drops it too).
+        let _claim = match cache.claim(&layer.digest).await {
+            Claim::Walked(inventory) => return hit(inventory),
+            Claim::Walk(guard) => guard,
+        };
+        let (inventory, bytes) = self.walk_layer(source, index, layer).await?;
+        if cacheable(&inventory) {
+            if let Err(e) = cache.put(&layer.digest, &inventory).await {
+                tracing::debug!(layer = %layer.digest, "layer inventory not cached: {e}");
+            }
+        } else {
+            tracing::debug!(layer = %layer.digest, "layer inventory not cached: a file in it could not be cataloged");
+        }
+        Ok(LayerResult { inventory, bytes, cached: false })
     }
 
     /// Downloads, verifies and walks one layer.
@@ -222,6 +345,7 @@ impl Analyzer {
             identity: ImageIdentity { reference: reference.to_string(), source: "dir".into(), ..Default::default() },
             inventory,
             bytes_read: layer.bytes,
+            layer_cache_hits: 0,
         })
     }
 }

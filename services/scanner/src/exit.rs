@@ -33,7 +33,10 @@ pub fn for_image_error(e: &ImageError) -> u8 {
             NOT_FOUND
         }
         ImageError::Unauthorized { .. } => UNAUTHORIZED,
-        ImageError::Unreachable { .. } | ImageError::Registry { .. } => UNREACHABLE,
+        ImageError::Unreachable { .. }
+        | ImageError::Registry { .. }
+        | ImageError::RateLimited { .. }
+        | ImageError::RegistryUnavailable { .. } => UNREACHABLE,
         ImageError::DigestMismatch { .. }
         | ImageError::SizeMismatch { .. }
         | ImageError::Malformed { .. }

@@ -29,6 +29,20 @@ pub use merge::{FileIssue, Inventory, LayerStack};
 pub use package::{Package, PackageType};
 pub use walker::{CatalogerSet, DirWalker, FileOutcome, FileRecord, LayerInventory, LayerWalker, WalkError};
 
+/// Version of what this crate makes of a layer: the first part of every
+/// layer-cache key (`TRAWL_LAYERS`, `<version>.<layer digest hex>`), so
+/// scanners only ever reuse inventories produced by the same code.
+///
+/// Bump it whenever the [`LayerInventory`] of the same layer bytes could
+/// change: a cataloger's output (bump that cataloger's
+/// [`Cataloger::version`] too), the set or order of [`default_catalogers`],
+/// the walker (which files are wanted, symlink and whiteout handling, limits),
+/// or the shape of [`LayerInventory`], [`FileRecord`] or [`Package`]. A stale
+/// value is harmless only in one direction: bumping it needlessly costs one
+/// re-walk of every layer; forgetting to bump it serves old inventories for
+/// up to the cache's 7-day age.
+pub const CATALOGER_VERSION: &str = "1";
+
 /// Every cataloger Trawl ships, in the order they are offered each file.
 pub fn default_catalogers() -> CatalogerSet {
     let mut all = os::catalogers();

@@ -1,6 +1,13 @@
 //! Every way reading an image can fail, each with what to do about it.
+//!
+//! Registry answers that call for a later retry have variants of their own,
+//! so that callers which retry (the queue worker) need not read status codes
+//! out of messages: [`ImageError::RateLimited`] (HTTP 429 or the OCI code
+//! `TOOMANYREQUESTS`, with the registry's `Retry-After` when it could be
+//! seen) and [`ImageError::RegistryUnavailable`] (HTTP 5xx).
 
 use std::io;
+use std::time::Duration;
 
 /// Why an image could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +50,30 @@ pub enum ImageError {
         /// Image reference.
         reference: String,
         /// The registry's message.
+        reason: String,
+    },
+    /// The registry asked us to slow down (HTTP 429, or the OCI error code `TOOMANYREQUESTS`).
+    #[error("registry {registry} rate-limited the pull of {reference}{}: {reason}", retry_after_text(.retry_after))]
+    RateLimited {
+        /// Registry host.
+        registry: String,
+        /// Image reference.
+        reference: String,
+        /// How long the registry asked to wait (`Retry-After`), when it said and we could see it.
+        retry_after: Option<Duration>,
+        /// The registry's message.
+        reason: String,
+    },
+    /// The registry answered with a server error (HTTP 5xx): it is down or failing, not refusing.
+    #[error("registry {registry} is unavailable (HTTP {status}) for {reference}: {reason}")]
+    RegistryUnavailable {
+        /// Registry host.
+        registry: String,
+        /// Image reference.
+        reference: String,
+        /// The HTTP status (500–599).
+        status: u16,
+        /// The registry's message (the start of the response body).
         reason: String,
     },
     /// The artifact is not a container image (e.g. a Helm chart).
@@ -134,6 +165,14 @@ impl ImageError {
     /// Helper for [`ImageError::Io`].
     pub fn io(path: impl Into<String>, source: io::Error) -> Self {
         ImageError::Io { path: path.into(), source }
+    }
+}
+
+/// The `Retry-After` part of a rate-limit message.
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(" (it asked to retry after {} s)", d.as_secs_f64().ceil() as u64),
+        None => String::new(),
     }
 }
 

@@ -3,6 +3,16 @@
 //! `oci-client` handles the token dance (anonymous and credentialed bearer
 //! tokens) and basic auth; this module adds platform selection, the "is it an
 //! image" checks, size caps on documents, and error messages a user can act on.
+//!
+//! Errors keep what a retrying caller needs apart: a 429 (or an OCI error
+//! envelope with `TOOMANYREQUESTS`) becomes [`ImageError::RateLimited`], a
+//! 5xx [`ImageError::RegistryUnavailable`]. `oci-client` does every request
+//! itself — manifests, configs and layer blobs alike — and its errors carry
+//! the status, URL and body but no response headers
+//! (`OciDistributionError::ServerError`, `RegistryError` has not even the
+//! status), so a registry's `Retry-After` cannot be seen on any path and
+//! `retry_after` is always `None` here. Seeing it would take doing the blob
+//! and manifest GETs with our own HTTP client (with `Client::auth`'s token).
 
 use crate::error::ImageError;
 use crate::manifest::{
@@ -85,12 +95,26 @@ impl RegistrySource {
                         .map(|e| format!("{:?}: {}", e.code, e.message))
                         .collect::<Vec<_>>()
                         .join("; ");
-                    ImageError::Registry { registry, reference, reason }
+                    if codes.iter().any(|c| matches!(c, OciErrorCode::Toomanyrequests)) {
+                        // The envelope's status is not kept by oci-client, nor any header.
+                        ImageError::RateLimited { registry, reference, retry_after: None, reason: clip(&reason) }
+                    } else {
+                        ImageError::Registry { registry, reference, reason }
+                    }
                 }
             }
             OciDistributionError::ServerError { code, message, .. } => match code {
                 404 => ImageError::NotFound { reference },
                 401 | 403 => ImageError::Unauthorized { registry, reference },
+                429 => ImageError::RateLimited {
+                    registry,
+                    reference,
+                    retry_after: None,
+                    reason: format!("HTTP 429: {}", clip(&message)),
+                },
+                500..=599 => {
+                    ImageError::RegistryUnavailable { registry, reference, status: code, reason: clip(&message) }
+                }
                 _ => ImageError::Registry { registry, reference, reason: format!("HTTP {code}: {message}") },
             },
             OciDistributionError::RequestError(err) if err.is_connect() || err.is_timeout() => {
@@ -171,6 +195,21 @@ impl RegistrySource {
             });
         }
         Ok(out)
+    }
+}
+
+/// Longest part of a registry's error body kept in a message (load balancers answer with whole HTML pages).
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// A registry's error body as a one-line message of bounded length.
+fn clip(message: &str) -> String {
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        return "no message".into();
+    }
+    match line.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
     }
 }
 
@@ -269,5 +308,119 @@ impl ImageSource for RegistrySource {
                 e
             })
             .boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_client::errors::{OciEnvelope, OciError};
+    use std::time::Duration;
+    use trawl_testkit::{FaultProxy, FaultRule, ImageBuilder, LayerBuilder, Registry};
+
+    fn source(reference: &str) -> RegistrySource {
+        RegistrySource::new(reference, SourceOptions { plain_http: true, ..Default::default() }).unwrap()
+    }
+
+    fn server_error(code: u16, message: &str) -> OciDistributionError {
+        OciDistributionError::ServerError { code, url: "http://r/v2/a/blobs/x".into(), message: message.into() }
+    }
+
+    #[test]
+    fn rate_limits_and_server_errors_have_their_own_variants() {
+        let s = source("127.0.0.1:5000/team/app:1");
+        match s.map_err(server_error(429, "slow down")) {
+            ImageError::RateLimited { retry_after: None, reason, registry, .. } => {
+                assert_eq!((reason.as_str(), registry.as_str()), ("HTTP 429: slow down", "127.0.0.1:5000"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for code in [500, 502, 503, 599] {
+            match s.map_err(server_error(code, "<html>\n  <h1>Bad   gateway</h1>\n</html>")) {
+                ImageError::RegistryUnavailable { status, reason, .. } => {
+                    assert_eq!(status, code);
+                    assert_eq!(reason, "<html> <h1>Bad gateway</h1> </html>");
+                }
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        let long = "x".repeat(5000);
+        let ImageError::RegistryUnavailable { reason, .. } = s.map_err(server_error(500, &long)) else { panic!() };
+        assert_eq!(reason.chars().count(), MAX_MESSAGE_CHARS + 1, "clipped, with an ellipsis");
+        let ImageError::RegistryUnavailable { reason, .. } = s.map_err(server_error(503, "")) else { panic!() };
+        assert_eq!(reason, "no message");
+        // Other statuses keep the generic variant, with the status in the text.
+        let ImageError::Registry { reason, .. } = s.map_err(server_error(408, "timeout")) else { panic!("408") };
+        assert_eq!(reason, "HTTP 408: timeout");
+        // A 429 with the OCI envelope has lost its status inside oci-client; the code says it.
+        let envelope = OciEnvelope {
+            errors: vec![OciError {
+                code: OciErrorCode::Toomanyrequests,
+                message: "pull rate limit".into(),
+                detail: serde_json::Value::Null,
+            }],
+        };
+        let err = s.map_err(OciDistributionError::RegistryError { envelope, url: "http://r/v2/".into() });
+        let ImageError::RateLimited { retry_after, reason, .. } = &err else { panic!("{err:?}") };
+        assert_eq!((*retry_after, reason.as_str()), (None, "Toomanyrequests: pull rate limit"));
+        let expected = "registry 127.0.0.1:5000 rate-limited the pull of 127.0.0.1:5000/team/app:1: \
+                        Toomanyrequests: pull rate limit";
+        assert_eq!(err.to_string(), expected);
+        let with_delay = ImageError::RateLimited {
+            registry: "r".into(),
+            reference: "r/a:1".into(),
+            retry_after: Some(Duration::from_millis(1500)),
+            reason: "HTTP 429: slow down".into(),
+        };
+        assert_eq!(
+            with_delay.to_string(),
+            "registry r rate-limited the pull of r/a:1 (it asked to retry after 2 s): HTTP 429: slow down"
+        );
+    }
+
+    /// A real registry behind a fault proxy: what oci-client makes of a 429 and a 500 on
+    /// the image config, and that the proxy passes everything else through.
+    #[tokio::test]
+    async fn registry_faults_seen_through_a_proxy_keep_their_kind() {
+        let registry = Registry::start().unwrap();
+        let proxy = FaultProxy::start(&registry).unwrap();
+        let image = ImageBuilder::new().layer(LayerBuilder::new().file("etc/hello", "hi\n", 0o644)).build().unwrap();
+        for repo in ["ok/app", "limited/app", "down/app", "flaky/app"] {
+            trawl_testkit::push(&registry, repo, "v1", &image, None).await.unwrap();
+        }
+        let limited = proxy.add_rule(FaultRule::rate_limited("/v2/limited/app/blobs/", 1));
+        let plain_429 = proxy.add_rule(FaultRule::status("/v2/*/manifests/v1", 429).method("GET").first(1));
+        let down = proxy.add_rule(FaultRule::status("/v2/down/app/blobs/", 500));
+        let flaky = proxy.add_rule(FaultRule::status("/v2/flaky/app/blobs/*", 503).first(1));
+        let at = |repo: &str| source(&format!("{}/{repo}:v1", proxy.host()));
+
+        // The first manifest GET of all gets a bare 429 (no envelope).
+        let err = at("ok/app").resolve().await.err().unwrap();
+        assert!(matches!(&err, ImageError::RateLimited { reason, .. } if reason.starts_with("HTTP 429")), "{err:?}");
+        assert_eq!(proxy.answered(plain_429), 1);
+
+        // Passed through: the image resolves and its layer streams and verifies.
+        let ok = at("ok/app");
+        let resolved = ok.resolve().await.unwrap();
+        assert_eq!(resolved.manifest_digest, image.manifest_digest);
+        let bytes: Vec<bytes::Bytes> = ok.open_blob(&resolved.layers[0]).await.unwrap().try_collect().await.unwrap();
+        assert_eq!(bytes.iter().map(|b| b.len() as u64).sum::<u64>(), image.layers[0].size);
+
+        let err = at("limited/app").resolve().await.err().unwrap();
+        let ImageError::RateLimited { retry_after, reason, .. } = &err else { panic!("{err:?}") };
+        assert!(retry_after.is_none() && reason.starts_with("Toomanyrequests"), "{err:?}");
+        assert_eq!(proxy.answered(limited), 1);
+
+        let err = at("down/app").resolve().await.err().unwrap();
+        assert!(matches!(&err, ImageError::RegistryUnavailable { status: 500, .. }), "{err:?}");
+        assert!(err.to_string().contains("is unavailable (HTTP 500)"), "{err}");
+        assert_eq!(proxy.answered(down), 1);
+
+        // Only the first blob request of `flaky` fails.
+        let err = at("flaky/app").resolve().await.err().unwrap();
+        assert!(matches!(&err, ImageError::RegistryUnavailable { status: 503, .. }), "{err:?}");
+        at("flaky/app").resolve().await.unwrap();
+        assert_eq!(proxy.answered(flaky), 1);
+        assert_eq!(proxy.upstream_errors(), 0);
     }
 }

@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+mod fault_proxy;
 mod image;
 mod large;
 mod layer;
@@ -71,6 +72,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 
 pub use archive::{write_docker_archive, write_oci_archive, write_oci_layout};
+pub use fault_proxy::{FaultProxy, FaultRule, RuleId};
 pub use image::{
     helm_chart, Artifact, BuiltImage, BuiltIndex, ImageBuilder, IndexBuilder, MediaTypes, Platform, DEFAULT_CREATED,
     DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, HELM_CHART_CONTENT, HELM_CONFIG, OCI_CONFIG, OCI_INDEX,

@@ -125,11 +125,19 @@ impl Stack {
 
     /// Starts a controller and waits until it is ready; returns its index.
     pub fn start_controller(&mut self) -> usize {
+        self.start_controller_with_env(&[])
+    }
+
+    /// Like [`Stack::start_controller`], with extra environment (e.g. registry passwords).
+    pub fn start_controller_with_env(&mut self, env: &[(&str, &str)]) -> usize {
         let port = trawl_testkit::free_port().unwrap();
         let mut cmd = Command::new(workspace_binary("trawl-controller").unwrap());
         cmd.args(["--nats", &self.nats.url(), "--listen", &format!("127.0.0.1:{port}")])
             .env("TRAWL_API_TOKEN", TOKEN)
             .env("TRAWL_LOG", "info,async_nats=warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let i = self.controllers.len();
         let log = self.dir.path().join(format!("controller-{i}.log"));
         let mut process = ServiceProcess::spawn("trawl-controller", cmd, &log).unwrap();
@@ -192,6 +200,45 @@ impl Stack {
         assert_eq!(status, 201, "{answer}");
     }
 
+    /// Adds a registry at `url` (plain HTTP) as `name` through controller 0, with `extra` fields.
+    pub async fn add_registry_at(&self, name: &str, url: &str, extra: Value) {
+        let mut body = json!({"name": name, "url": url, "insecure": true});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let (status, answer) = self.send(0, "POST", "/api/v1/registries", Some(body)).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    /// The stored record of image `digest` through controller 0, if there is one.
+    pub async fn image(&self, digest: &str) -> Option<Value> {
+        let (status, record) = self.get(0, &format!("/api/v1/images/{digest}")).await;
+        (status == 200).then_some(record)
+    }
+
+    /// Waits until every image of `digests` has a stored record (or panics after `timeout`
+    /// with the logs); returns the records in the same order.
+    pub async fn wait_images(&self, digests: &[&str], timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut records = Vec::with_capacity(digests.len());
+            for digest in digests {
+                match self.image(digest).await {
+                    Some(record) => records.push(record),
+                    None => break,
+                }
+            }
+            if records.len() == digests.len() {
+                return records;
+            }
+            if Instant::now() > deadline {
+                let missing = &digests[records.len()..];
+                panic!("no record for {missing:?} within {timeout:?}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until registry `name` has no queued images left (or panics after `timeout` with the logs).
     pub async fn wait_settled(&self, name: &str, expected_total: u64, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
@@ -236,4 +283,22 @@ pub async fn stream_counts(js: &async_nats::jetstream::Context, stream: &str) ->
     let mut s = js.get_stream(stream).await.unwrap();
     let info = s.info().await.unwrap();
     (info.state.last_sequence, info.state.messages)
+}
+
+/// Every message a stream holds, in order: (subject, payload). For limits streams
+/// such as `TRAWL_DEAD` (reading a work-queue stream this way does not take its messages).
+pub async fn stream_messages(js: &async_nats::jetstream::Context, stream: &str) -> Vec<(String, Vec<u8>)> {
+    let mut s = js.get_stream(stream).await.unwrap();
+    let state = s.info().await.unwrap().state.clone();
+    let mut out = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        if state.messages == 0 {
+            break;
+        }
+        // A deleted message leaves a gap in the sequence.
+        if let Ok(m) = s.get_raw_message(seq).await {
+            out.push((m.subject.to_string(), m.payload.to_vec()));
+        }
+    }
+    out
 }

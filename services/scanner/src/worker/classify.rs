@@ -1,16 +1,22 @@
 //! Why a queued scan failed, as a [`FailureKind`], and what to do with the
 //! task: hand it back for a later retry, or give up on it for good.
 //!
-//! The kinds follow [`trawl_image::ImageError`]'s variants. trawl-image
-//! folds every registry answer it has no variant for into
-//! [`ImageError::Registry`] with the status or the OCI error code in its
-//! reason (`HTTP 429: …`, `Toomanyrequests: …`), and a connection that
-//! breaks while a layer downloads into [`ImageError::CorruptLayer`] with a
-//! reason starting `download failed`; those texts are what is left to tell a
-//! rate limit from a server error, or a network drop from a corrupt layer,
-//! so they are read here. A registry's `Retry-After` header does not reach
-//! the scanner through trawl-image, so rate-limited retries fall back to the
-//! exponential delay.
+//! The kinds follow [`trawl_image::ImageError`]'s variants. Registry answers
+//! worth a retry have their own: [`ImageError::RateLimited`] (429, with the
+//! registry's `Retry-After` when trawl-image could see it — the registry
+//! client it uses hides response headers today, so mostly not) and
+//! [`ImageError::RegistryUnavailable`] (5xx). Everything else a registry or
+//! the Docker Engine API answers is folded into [`ImageError::Registry`]
+//! with the status or the OCI error code in its reason (`HTTP 408: …`,
+//! `Toomanyrequests: …`), and a connection that breaks while a layer
+//! downloads into [`ImageError::CorruptLayer`] with a reason starting
+//! `download failed`; those texts are all that is left to tell a rate limit
+//! from a server error, or a network drop from a corrupt layer, so they are
+//! still read here.
+//!
+//! A rate-limited task is handed back after the registry's `Retry-After`
+//! (between [`MIN_RATE_LIMIT_DELAY`] and [`MAX_RETRY_DELAY`]); without one,
+//! and for every other transient failure, after the exponential delay.
 
 use crate::analyze::AnalyzeError;
 use std::time::Duration;
@@ -20,6 +26,8 @@ use trawl_protocol::FailureKind;
 
 /// Longest delay before a transient failure is retried.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// Shortest delay after a rate limit, whatever `Retry-After` says (`0` would redeliver at once).
+pub const MIN_RATE_LIMIT_DELAY: Duration = Duration::from_secs(1);
 
 /// A failure's kind and, for rate limits, how long the registry asked to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +67,10 @@ pub fn classify_image(e: &ImageError) -> Classified {
         ImageError::InvalidReference { .. } => FailureKind::BadTask,
         ImageError::Unauthorized { .. } => FailureKind::Auth,
         ImageError::NotFound { .. } => FailureKind::NotFound,
-        ImageError::Unreachable { .. } => FailureKind::RegistryUnavailable,
+        ImageError::Unreachable { .. } | ImageError::RegistryUnavailable { .. } => FailureKind::RegistryUnavailable,
+        ImageError::RateLimited { retry_after, .. } => {
+            return Classified { kind: FailureKind::RateLimited, retry_after: *retry_after }
+        }
         ImageError::Registry { reason, .. } => return classify_registry_reason(reason),
         ImageError::NotAnImage { .. } => FailureKind::NotAnImage,
         ImageError::NoMatchingPlatform { .. } | ImageError::Unsupported(_) => FailureKind::Unsupported,
@@ -121,15 +132,16 @@ pub enum Decision {
 }
 
 /// Retries transient failures while deliveries remain: after the registry's
-/// `Retry-After` for rate limits, else after `base × 2^(delivered−1)`, at most
-/// [`MAX_RETRY_DELAY`]. `max_deliver` ≤ 0 means unlimited deliveries.
+/// `Retry-After` for rate limits (at least [`MIN_RATE_LIMIT_DELAY`]), else
+/// after `base × 2^(delivered−1)`, at most [`MAX_RETRY_DELAY`] either way.
+/// `max_deliver` ≤ 0 means unlimited deliveries.
 pub fn decide(failure: Classified, delivered: u64, max_deliver: i64, base: Duration) -> Decision {
     let deliveries_left = max_deliver <= 0 || delivered < max_deliver as u64;
     if !failure.kind.is_transient() || !deliveries_left {
         return Decision::Bury;
     }
     let delay = match failure.retry_after {
-        Some(after) if failure.kind == FailureKind::RateLimited => after,
+        Some(after) if failure.kind == FailureKind::RateLimited => after.max(MIN_RATE_LIMIT_DELAY),
         _ => {
             let exponent = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX).min(31);
             base.saturating_mul(1u32 << exponent)
@@ -145,10 +157,10 @@ pub fn decide(failure: Classified, delivered: u64, max_deliver: i64, base: Durat
 /// `ack_wait − delay` ago and redelivers once the *backoff* entry for this
 /// delivery has passed, so the task comes back after
 /// `delay + backoff[delivered−1] − ack_wait` (measured with nats-server
-/// 2.15; `nats/consumers/` sets backoff 30 s, 60 s, 120 s, 300 s with a 30 s
-/// `ack_wait`). The offset is taken off here. Returns the delay to send and
-/// when the task is expected back, which is later than `wanted` only when the
-/// offset alone exceeds it.
+/// 2.15). The offset is taken off here; `nats/consumers/` sets no backoff
+/// (docs/nats.md), so there the delay is sent as it is. Returns the delay to
+/// send and when the task is expected back, which is later than `wanted` only
+/// when the offset alone exceeds it.
 pub fn nak_delay(wanted: Duration, delivered: u64, ack_wait: Duration, backoff: &[Duration]) -> (Duration, Duration) {
     let Some(last) = backoff.len().checked_sub(1) else { return (wanted, wanted) };
     let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(usize::MAX).min(last);
@@ -180,6 +192,30 @@ mod tests {
         assert_eq!(registry("Other(\"X\"): a; DigestInvalid: digest does not match"), FailureKind::DigestMismatch);
         assert_eq!(registry("ManifestInvalid: bad"), FailureKind::Corrupt);
         assert_eq!(registry("error decoding response body: connection reset"), FailureKind::RegistryUnavailable);
+    }
+
+    #[test]
+    fn rate_limits_keep_the_registrys_delay_and_server_errors_are_unavailable() {
+        let limited = |retry_after| ImageError::RateLimited {
+            registry: "r".into(),
+            reference: "r/a:1".into(),
+            retry_after,
+            reason: "HTTP 429: slow down".into(),
+        };
+        assert_eq!(
+            classify_image(&limited(Some(Duration::from_secs(3)))),
+            Classified { kind: FailureKind::RateLimited, retry_after: Some(Duration::from_secs(3)) }
+        );
+        assert_eq!(classify_image(&limited(None)), Classified::of(FailureKind::RateLimited));
+        let through_a_layer = AnalyzeError::Image(limited(Some(Duration::from_secs(9))));
+        assert_eq!(classify(&through_a_layer).retry_after, Some(Duration::from_secs(9)));
+        let down = ImageError::RegistryUnavailable {
+            registry: "r".into(),
+            reference: "r/a:1".into(),
+            status: 503,
+            reason: "maintenance".into(),
+        };
+        assert_eq!(classify_image(&down), Classified::of(FailureKind::RegistryUnavailable));
     }
 
     #[test]
@@ -239,6 +275,17 @@ mod tests {
         assert_eq!(decide(unavailable, 40, -1, base), Decision::Retry(MAX_RETRY_DELAY));
         let limited = Classified { kind: FailureKind::RateLimited, retry_after: Some(Duration::from_secs(7)) };
         assert_eq!(decide(limited, 3, 5, base), Decision::Retry(Duration::from_secs(7)));
+        // The registry's delay, not the exponential one, but never zero and never past the cap.
+        let asked = |secs| Classified { kind: FailureKind::RateLimited, retry_after: Some(Duration::from_secs(secs)) };
+        assert_eq!(decide(asked(0), 1, 5, base), Decision::Retry(MIN_RATE_LIMIT_DELAY));
+        assert_eq!(decide(asked(86_400), 1, 5, base), Decision::Retry(MAX_RETRY_DELAY));
+        assert_eq!(decide(asked(1), 5, 5, base), Decision::Bury);
+        // Without Retry-After a rate limit backs off like any transient failure.
+        let unsaid = Classified::of(FailureKind::RateLimited);
+        assert_eq!(decide(unsaid, 3, 5, base), Decision::Retry(Duration::from_secs(120)));
+        // A Retry-After on another kind is not a reason to skip the backoff.
+        let odd = Classified { kind: FailureKind::RegistryUnavailable, retry_after: Some(Duration::from_secs(1)) };
+        assert_eq!(decide(odd, 2, 5, base), Decision::Retry(Duration::from_secs(60)));
         assert_eq!(decide(Classified::of(FailureKind::DigestMismatch), 1, 5, base), Decision::Bury);
         assert_eq!(decide(Classified::of(FailureKind::Auth), 1, 5, base), Decision::Bury);
     }

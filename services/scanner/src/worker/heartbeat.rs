@@ -38,8 +38,11 @@ pub struct Counters {
     pub failed: u64,
     /// Tasks handed back for a later retry.
     pub retried: u64,
-    /// Compressed bytes pulled from registries by successful scans.
+    /// Compressed bytes pulled from registries by successful scans (layers
+    /// taken from the layer cache are not pulled, so not counted).
     pub bytes_pulled: u64,
+    /// Layers of successful scans taken from the layer cache instead of their registry.
+    pub layer_cache_hits: u64,
 }
 
 impl Stats {
@@ -78,11 +81,12 @@ impl Stats {
         });
     }
 
-    /// A scan produced a report after pulling `bytes`.
-    pub fn scanned(&self, bytes: u64) {
+    /// A scan produced a report after pulling `bytes` and taking `cache_hits` layers from the layer cache.
+    pub fn scanned(&self, bytes: u64, cache_hits: u64) {
         self.update(|c| {
             c.scanned += 1;
             c.bytes_pulled += bytes;
+            c.layer_cache_hits += cache_hits;
         });
     }
 
@@ -133,7 +137,7 @@ pub fn heartbeat(who: &Identity, counters: &Counters, db_version: Option<u64>) -
         scanned: counters.scanned,
         failed: counters.failed,
         retried: counters.retried,
-        layer_cache_hits: 0,
+        layer_cache_hits: counters.layer_cache_hits,
         bytes_pulled: counters.bytes_pulled,
         started_at: who.started_at.clone(),
         at: now_rfc3339(),
@@ -187,7 +191,8 @@ mod tests {
     fn the_heartbeat_shows_what_the_slots_do() {
         let stats = Stats::new(2);
         stats.begin(1, "r/app:1");
-        stats.scanned(100);
+        stats.scanned(100, 3);
+        stats.scanned(20, 1);
         stats.retried();
         stats.set_state(DRAINING);
         let who = Identity {
@@ -200,7 +205,8 @@ mod tests {
         };
         let beat = heartbeat(&who, &stats.snapshot(), Some(7));
         assert_eq!(beat.current, ["r/app:1"]);
-        assert_eq!((beat.scanned, beat.retried, beat.failed, beat.bytes_pulled), (1, 1, 0, 100));
+        assert_eq!((beat.scanned, beat.retried, beat.failed, beat.bytes_pulled), (2, 1, 0, 120));
+        assert_eq!(beat.layer_cache_hits, 4);
         assert_eq!((beat.state.as_str(), beat.db_version, beat.concurrency), (DRAINING, Some(7), 2));
         stats.end(1);
         stats.end(9);

@@ -18,9 +18,24 @@
 //! image shows as failed, with the reason) and a dead letter on
 //! `trawl.dead.<lane>` (so people can inspect and requeue it), then `+TERM`.
 //!
+//! Layers come from the cluster-wide layer cache (`TRAWL_LAYERS`,
+//! [`crate::layer_cache`]) when any scanner has walked them before, so a
+//! base layer shared by a whole registry is pulled once, not once per image;
+//! the heartbeat counts the hits and the bytes actually pulled. The cache is
+//! an optimisation (`--no-layer-cache` turns it off): when its bucket is
+//! missing or failing, scans pull every layer as the standalone command does.
+//!
+//! `--noop-scan` (hidden, [`WorkerConfig::noop_scan`]) exists only to measure
+//! the queue's own overhead — publish, pull, ack, result stored — in
+//! benchmarks: each task gets a successful result with an empty report at
+//! once, without contacting any registry or matching anything. Never run it
+//! against a cluster whose results matter: every image it touches shows as
+//! scanned, with no packages and no findings.
+//!
 //! The worker creates no stream, consumer or bucket (least privilege: it
-//! needs to pull, publish results and dead letters, and read and write two
-//! buckets). It waits for the controller to create them from `nats/`.
+//! needs to pull, publish results and dead letters, read registry
+//! configurations and write heartbeats and the layer cache). It waits for
+//! the controller to create them from `nats/`.
 //! On SIGTERM it stops taking tasks, lets the scans in flight finish within
 //! the drain timeout, hands back any still running, and deletes its
 //! heartbeat.
@@ -29,7 +44,8 @@ pub mod classify;
 pub mod heartbeat;
 pub mod registries;
 
-use crate::analyze::{Analyzer, AnalyzerOptions};
+use crate::analyze::{Analyzer, AnalyzerOptions, LayerCache};
+use crate::layer_cache::KvLayerCache;
 use crate::scan::build_report;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::{self, consumer::PullConsumer, kv, message::PublishMessage, AckKind};
@@ -51,7 +67,7 @@ use trawl_protocol::{
     result_msg_id, DeadLetter, FailureKind, Lane, ScanFailure, ScanResult, ScanTask, ScannerInfo, SCANNERS_BUCKET,
     TASKS_STREAM,
 };
-use trawl_report::{ImageName, ScanReport};
+use trawl_report::{DbInfo, ImageIdentity, ImageName, SbomReport, ScanReport};
 use trawl_vulndb::Database;
 
 /// `Content-Type` of published results (zstd-compressed MessagePack).
@@ -88,10 +104,16 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// Platform, limits and parallelism of each scan; registry access is set per task.
     pub analyzer: AnalyzerOptions,
+    /// Take layer inventories from the cluster's layer cache and add to it.
+    pub layer_cache: bool,
+    /// Benchmarks only: answer every task with an empty successful report
+    /// without pulling or matching anything (see the module docs).
+    pub noop_scan: bool,
 }
 
 impl WorkerConfig {
-    /// The defaults (2 slots, 30 s retry delay, 30 min scan timeout, 25 s drain) under `id`.
+    /// The defaults (2 slots, 30 s retry delay, 30 min scan timeout, 25 s
+    /// drain, layer cache on) under `id`.
     pub fn new(id: impl Into<String>) -> WorkerConfig {
         WorkerConfig {
             id: id.into(),
@@ -101,6 +123,8 @@ impl WorkerConfig {
             scan_timeout: Duration::from_secs(30 * 60),
             drain_timeout: Duration::from_secs(25),
             analyzer: AnalyzerOptions::default(),
+            layer_cache: true,
+            noop_scan: false,
         }
     }
 
@@ -237,7 +261,15 @@ pub async fn run(
         ))
     };
 
-    if let Some(follower) = &follower {
+    let catalogers = trawl_catalog::default_catalogers();
+    let layer_cache = if config.layer_cache && !config.noop_scan {
+        open_layer_cache(&js, &catalogers, &config.id).await
+    } else {
+        None
+    };
+
+    // A no-op worker matches nothing, so it needs no database.
+    if let Some(follower) = follower.as_ref().filter(|_| !config.noop_scan) {
         if follower.current().is_none() {
             tracing::info!("no vulnerability database loaded yet: waiting for one to be published (trawl-updater publish) before taking tasks");
         }
@@ -250,7 +282,8 @@ pub async fn run(
     let worker = Arc::new(Worker {
         lanes: bound.lanes,
         registries: RegistryDirectory::new(bound.registries),
-        catalogers: trawl_catalog::default_catalogers(),
+        catalogers,
+        layer_cache,
         db: db_view,
         stats: stats.clone(),
         stop: stop.clone(),
@@ -271,6 +304,8 @@ pub async fn run(
             server = %trawl_dbdist::redact_url(&nats.url),
             concurrency = worker.config.concurrency,
             db_version = ?worker.db.version(),
+            layer_cache = worker.layer_cache.is_some(),
+            noop_scan = worker.config.noop_scan,
             "worker started: taking tasks from {} (high lane first)",
             TASKS_STREAM
         );
@@ -289,7 +324,14 @@ pub async fn run(
     // Hand-backs are fire-and-forget: make sure they left before the connection closes.
     let _ = client.flush().await;
     let counters = stats.snapshot();
-    tracing::info!(scanned = counters.scanned, failed = counters.failed, retried = counters.retried, "worker stopped");
+    tracing::info!(
+        scanned = counters.scanned,
+        failed = counters.failed,
+        retried = counters.retried,
+        bytes_pulled = counters.bytes_pulled,
+        layer_cache_hits = counters.layer_cache_hits,
+        "worker stopped"
+    );
     Ok(counters)
 }
 
@@ -341,6 +383,19 @@ async fn connect(
             _ = stop.cancelled() => return Ok(None),
         }
         delay = (delay * 2).min(MAX_SETUP_RETRY);
+    }
+}
+
+/// Opens the layer cache, or says why scans go without it. Not part of
+/// [`bind`]: the cache is an optimisation, and a cluster without its bucket
+/// (an older controller) must still get its images scanned.
+async fn open_layer_cache(js: &jetstream::Context, catalogers: &CatalogerSet, id: &str) -> Option<Arc<dyn LayerCache>> {
+    match KvLayerCache::open(js, catalogers, id).await {
+        Ok(cache) => Some(Arc::new(cache)),
+        Err(e) => {
+            tracing::warn!("{e}: scanning without the layer cache (every layer is pulled)");
+            None
+        }
     }
 }
 
@@ -459,7 +514,29 @@ impl From<RegistryLookupError> for TaskFailure {
 /// A scan that produced a report.
 struct Scanned {
     report: ScanReport,
+    /// Compressed bytes pulled.
     bytes: u64,
+    /// Layers taken from the layer cache.
+    cache_hits: u64,
+}
+
+/// `--noop-scan`'s answer to `task`: a valid report of an image with no
+/// packages, filed under the task's digest, from a scan that never happened
+/// (`image.source` is `noop` so that nobody mistakes it for a real one).
+fn noop_report(task: &ScanTask, db: Option<&Database>) -> ScanReport {
+    let identity = ImageIdentity {
+        reference: task.reference.clone(),
+        source: "noop".into(),
+        manifest_digest: task.digest.clone(),
+        ..Default::default()
+    };
+    let matched = trawl_vulndb::MatchResult {
+        findings: Vec::new(),
+        os: trawl_vulndb::OsCoverage::NoOsPackages,
+        warnings: Vec::new(),
+    };
+    let db = db.map_or(DbInfo { version: 0, built_at: String::new(), advisories: 0 }, |db| DbInfo::from(db.header()));
+    ScanReport::new(SbomReport::new(identity, trawl_catalog::Inventory::default()), matched, db)
 }
 
 /// The reference to pull for `task`, rebuilt from its parsed parts so that
@@ -504,6 +581,8 @@ struct Worker {
     lanes: [LaneConsumer; 2],
     registries: RegistryDirectory,
     catalogers: CatalogerSet,
+    /// The cluster's layer cache, unless disabled or unavailable.
+    layer_cache: Option<Arc<dyn LayerCache>>,
     db: DbView,
     stats: Arc<Stats>,
     /// Cancelled on SIGTERM: take no more tasks.
@@ -641,22 +720,31 @@ impl Worker {
             )
         })?;
         let reference = pull_reference(task, &name).map_err(|m| TaskFailure::new(FailureKind::BadTask, m))?;
+        if self.config.noop_scan {
+            // The task was checked as a real scan would check it; nothing is pulled or matched.
+            let report = noop_report(task, self.db.current().as_deref());
+            return Ok(Scanned { report, bytes: 0, cache_hits: 0 });
+        }
         let source = self.registries.options_for(&task.registry, &name.registry, &self.config.analyzer.source).await?;
         let db = self
             .db
             .current()
             .ok_or_else(|| TaskFailure::new(FailureKind::Internal, "no vulnerability database is loaded"))?;
         let options = AnalyzerOptions { source, ..self.config.analyzer.clone() };
-        let analysis = Analyzer::new(self.catalogers.clone(), options)
+        let mut analyzer = Analyzer::new(self.catalogers.clone(), options);
+        if let Some(cache) = &self.layer_cache {
+            analyzer = analyzer.with_layer_cache(cache.clone());
+        }
+        let analysis = analyzer
             .analyze_reference(&reference)
             .await
             .map_err(|e| TaskFailure { classified: classify(&e), message: e.to_string() })?;
-        let bytes = analysis.bytes_read;
+        let (bytes, cache_hits) = (analysis.bytes_read, analysis.layer_cache_hits);
         // Matching is CPU work: off the async threads, which keep acknowledging and beating.
         let report = tokio::task::spawn_blocking(move || build_report(analysis, &db))
             .await
             .map_err(|e| TaskFailure::new(FailureKind::Internal, format!("matching failed: {e}")))?;
-        Ok(Scanned { report, bytes })
+        Ok(Scanned { report, bytes, cache_hits })
     }
 
     /// Publishes the result, then acknowledges the task.
@@ -688,7 +776,7 @@ impl Worker {
             // The result is stored; a redelivery's result will collapse into it (same Nats-Msg-Id).
             tracing::warn!(reference = %task.reference, "result stored but the task acknowledgement failed: {e}");
         }
-        self.stats.scanned(scanned.bytes);
+        self.stats.scanned(scanned.bytes, scanned.cache_hits);
         self.log(d, Some(&task), Outcome::Scanned { findings, digest });
     }
 

@@ -324,6 +324,23 @@ pub struct WorkerArgs {
     /// Layers downloaded and walked at once, per scan.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub parallel_layers: usize,
+
+    /// Do not use the cluster's layer cache (TRAWL_LAYERS): pull and walk every layer of every image.
+    ///
+    /// By default a layer any scanner has walked is taken from the cache instead of its registry.
+    /// TRAWL_WORKER_LAYER_CACHE=false does the same as this flag.
+    #[arg(
+        long = "no-layer-cache",
+        env = "TRAWL_WORKER_LAYER_CACHE",
+        action = clap::ArgAction::SetFalse,
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub layer_cache: bool,
+
+    /// Benchmarks only: answer every task at once with a successful, empty report (no pull, no
+    /// matching), to measure the queue's own overhead. Every image touched shows as scanned.
+    #[arg(long, hide = true)]
+    pub noop_scan: bool,
 }
 
 impl WorkerArgs {
@@ -351,6 +368,8 @@ impl WorkerArgs {
             scan_timeout: self.scan_timeout,
             drain_timeout: self.drain_timeout,
             analyzer,
+            layer_cache: self.layer_cache,
+            noop_scan: self.noop_scan,
             ..trawl_scanner::worker::WorkerConfig::new(id)
         })
     }
