@@ -38,13 +38,12 @@ fn main() {
             cmd.args(["worker", "--noop-scan", "--concurrency", "64", "--nats", &nats.url(), "--db"])
                 .arg(&db)
                 .args(["--id", &format!("bench-{i}")])
-                .env("TRAWL_LOG", "warn");
+                .env("TRAWL_LOG", "warn,trawl_scanner=info");
             workers.push(ServiceProcess::spawn("trawl-scanner", cmd, &dir.path().join(format!("worker-{i}.log"))).unwrap());
         }
 
         let client = async_nats::connect(nats.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        let images = js.get_key_value("TRAWL_IMAGES").await.unwrap();
         let batch: Vec<ScanTask> = (0..tasks)
             .map(|i| {
                 let digest = format!("sha256:{i:064x}");
@@ -58,11 +57,14 @@ fn main() {
         assert!(errors.is_empty(), "{:?}", errors.first());
         assert_eq!(counts.queued, tasks);
         loop {
-            let stored = images.status().await.unwrap().values() as usize;
+            let mut records = js.get_stream("KV_TRAWL_IMAGES").await.unwrap();
+            let stored = records.info().await.unwrap().state.messages as usize;
             if stored >= tasks {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(600), "only {stored} of {tasks} stored:\n{}", workers[0].log());
+            if started.elapsed() > Duration::from_secs(300) {
+                panic!("only {stored} of {tasks} stored after 300 s:\n{}\n{}", workers[0].log(), controller.log());
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let elapsed = started.elapsed().as_secs_f64();
