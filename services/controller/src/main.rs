@@ -109,9 +109,15 @@ async fn run(cli: Cli) -> Result<()> {
         .await
         .context("serving the API")?;
     let _ = stop_tx.send(true);
-    let _ = ingesting.await;
-    let _ = reaping.await;
-    let _ = client.drain().await;
+    // With NATS gone, draining the connection would wait for ever: bound the goodbye.
+    let finish = async {
+        let _ = ingesting.await;
+        let _ = reaping.await;
+        let _ = client.drain().await;
+    };
+    if tokio::time::timeout(Duration::from_secs(5), finish).await.is_err() {
+        tracing::warn!("NATS did not answer while stopping; exiting anyway (unacked results are redelivered)");
+    }
     tracing::info!("controller stopped");
     Ok(())
 }
