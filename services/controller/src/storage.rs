@@ -275,6 +275,7 @@ impl Storage {
         let images = kv(IMAGES_BUCKET).await?;
         let tags = kv(TAGS_BUCKET).await?;
         let registries = kv(REGISTRIES_BUCKET).await?;
+        let (synced_tx, synced) = watch::channel(false);
         let storage = Storage {
             reports: kv(REPORTS_BUCKET).await?,
             scanners: kv(SCANNERS_BUCKET).await?,
@@ -286,13 +287,10 @@ impl Storage {
             tags: tags.clone(),
             registries: registries.clone(),
             mirror: Arc::default(),
-            synced: watch::channel(false).1,
+            synced,
         };
-        let (tx, rx) = watch::channel(false);
-        let mut storage = storage;
-        storage.synced = rx;
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(3));
-        let done = Arc::new(tx);
+        let done = Arc::new(synced_tx);
         let m = storage.mirror.clone();
         spawn_mirror(images, m.clone(), pending.clone(), done.clone(), |mirror, key, value| match value {
             Some(bytes) => {
@@ -557,11 +555,6 @@ impl Storage {
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
-    }
-
-    /// The shared mirror itself.
-    pub fn mirror(&self) -> Arc<RwLock<Mirror>> {
-        self.mirror.clone()
     }
 }
 
