@@ -24,7 +24,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use trawl_testkit::{push, Blob, ImageBuilder, LayerBuilder, Registry};
 
 /// Repository all the images are tags of.
@@ -56,20 +56,6 @@ fn parse_args() -> Result<Args> {
     Ok(args)
 }
 
-/// `len` bytes of xorshift output: gzip cannot shrink them, as it cannot
-/// shrink the binaries that make most of a real base layer's size.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn dpkg_status() -> String {
     let packages = [
         ("base-files", "12.4+deb12u5", None),
@@ -92,16 +78,14 @@ fn dpkg_status() -> String {
         .collect()
 }
 
-const OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
-
 fn base_layer(mib: usize) -> Result<Blob> {
     LayerBuilder::new()
         .dir("etc")
-        .file("etc/os-release", OS_RELEASE, 0o644)
+        .file("etc/os-release", trawl_testkit::DEBIAN_12_OS_RELEASE, 0o644)
         .dir("var/lib/dpkg")
         .file("var/lib/dpkg/status", dpkg_status(), 0o644)
         .dir("usr/lib/bench")
-        .file("usr/lib/bench/payload.bin", noise(mib << 20), 0o755)
+        .file("usr/lib/bench/payload.bin", trawl_testkit::noise(0x9e37_79b9_7f4a_7c15, mib << 20), 0o755)
         .build()
 }
 
@@ -158,10 +142,6 @@ fn main() -> Result<()> {
     writeln!(out, "READY")?;
     out.flush()?;
     drop(out);
-    for line in std::io::stdin().lock().lines() {
-        if line.is_err() {
-            break;
-        }
-    }
+    trawl_testkit::serve_until_stdin_closes();
     Ok(())
 }

@@ -16,6 +16,12 @@ use trawl_controller::rematch::Rematcher;
 use trawl_controller::storage::Storage;
 use trawl_protocol::registry::Schedule;
 
+// Decoding and re-encoding thousands of stored reports at once (re-matching)
+// is allocation-bound, and glibc's malloc serialises on its arena locks
+// across threads; mimalloc's per-thread heaps do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Trawl controller.
 ///
 /// Creates the JetStream streams, consumers and buckets from the `nats/`

@@ -118,6 +118,9 @@ pub struct ImageRecord {
     /// RFC 3339 time the findings were last re-matched against a newer database without a new scan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rematched_at: Option<String>,
+    /// Where that re-match is (its findings replace the report's); cleared by a new scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rematch: Option<ReportLocation>,
 }
 
 impl ImageRecord {
@@ -142,6 +145,7 @@ impl ImageRecord {
             report_bytes,
             results: 1,
             rematched_at: None,
+            rematch: None,
         };
         if let Some(report) = &result.report {
             record.status = ImageStatus::Scanned;
@@ -167,6 +171,63 @@ impl ImageRecord {
             (Some(old), Some(new)) => new >= old,
             _ => true,
         }
+    }
+}
+
+/// Where the re-match of the report stored under `report_key` is kept.
+fn rematch_key(report_key: &str) -> String {
+    format!("{report_key}.rematch")
+}
+
+/// Document type of [`StoredRematch`].
+pub const STORED_REMATCH_SCHEMA: &str = "trawl.rematch";
+/// Version of [`StoredRematch`]'s layout.
+pub const STORED_REMATCH_SCHEMA_VERSION: &str = "1.0.0";
+
+/// A re-match as stored beside the report it updates
+/// (`<report key>.rematch`, zstd MessagePack like the report).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredRematch {
+    /// Always [`STORED_REMATCH_SCHEMA`].
+    pub schema: String,
+    /// [`STORED_REMATCH_SCHEMA_VERSION`] for documents written by this build.
+    pub schema_version: String,
+    /// RFC 3339 time of the re-match.
+    pub rematched_at: String,
+    /// The new findings.
+    pub rematch: trawl_report::Rematch,
+}
+
+impl StoredRematch {
+    /// A document for `rematch`, made now.
+    pub fn new(rematch: trawl_report::Rematch) -> StoredRematch {
+        StoredRematch {
+            schema: STORED_REMATCH_SCHEMA.into(),
+            schema_version: STORED_REMATCH_SCHEMA_VERSION.into(),
+            rematched_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            rematch,
+        }
+    }
+
+    /// Compressed MessagePack bytes, as stored.
+    pub fn encode(&self) -> Result<Vec<u8>, trawl_protocol::ProtocolError> {
+        trawl_protocol::encode_packed("re-match", self)
+    }
+
+    /// Reads a stored re-match, checking its schema.
+    pub fn decode(bytes: &[u8]) -> Result<StoredRematch, StorageError> {
+        let corrupt = |reason: String| StorageError::Corrupt { what: "re-match".into(), reason };
+        let doc: StoredRematch =
+            trawl_protocol::decode_packed("re-match", bytes).map_err(|e| corrupt(e.to_string()))?;
+        let major = |v: &str| v.split('.').next().unwrap_or_default().to_string();
+        if doc.schema != STORED_REMATCH_SCHEMA || major(&doc.schema_version) != major(STORED_REMATCH_SCHEMA_VERSION) {
+            return Err(corrupt(format!(
+                "schema {} {} is not {STORED_REMATCH_SCHEMA} 1.x",
+                doc.schema, doc.schema_version
+            )));
+        }
+        Ok(doc)
     }
 }
 
@@ -377,6 +438,7 @@ impl Storage {
                     record.report = report_written.clone();
                 } else {
                     record.report = existing.as_ref().and_then(|r| r.report.clone());
+                    record.rematch = existing.as_ref().and_then(|r| r.rematch.clone());
                 }
             }
             let json = serde_json::to_vec(&record)
@@ -386,6 +448,12 @@ impl Storage {
                 None => self.images.create(key.as_str(), json.into()).await.is_ok(),
             };
             if written {
+                // A new report makes the old one's re-match meaningless; the
+                // record no longer points at it, so removing it is tidiness
+                // and may fail.
+                if let Some(stale) = existing.and_then(|r| r.rematch).filter(|_| record.rematch.is_none()) {
+                    self.delete_report(&rematch_key(&key), &stale).await;
+                }
                 return Ok(outcome);
             }
             // Another writer got there first: read again and redo.
@@ -396,46 +464,49 @@ impl Storage {
         })
     }
 
-    /// Stores a re-matched result of an image already scanned: the report
-    /// and the record's counts and database version change, the count of
-    /// scan results does not. Returns false when the record is gone or
-    /// already at this database (another controller re-matched it).
-    pub async fn store_rematch(&self, result: &ScanResult) -> Result<bool, StorageError> {
-        let Some(incoming) = ImageRecord::from_result(result, 0) else { return Ok(false) };
-        let key = digest_key(&incoming.digest);
-        let payload = result
-            .encode()
-            .map_err(|e| StorageError::Corrupt { what: "re-matched result".into(), reason: e.to_string() })?;
+    /// Stores a re-match of an image already scanned beside its report
+    /// (`payload` is `rematch` encoded as a [`StoredRematch`]): the record's
+    /// counts and database version change, the stored report and the count
+    /// of scan results do not. Returns false when the record is gone, failed,
+    /// or already at this database (another controller re-matched it).
+    pub async fn store_rematch(
+        &self,
+        digest: &str,
+        rematch: &trawl_report::Rematch,
+        rematched_at: &str,
+        payload: &[u8],
+    ) -> Result<bool, StorageError> {
+        let key = digest_key(digest);
+        let mut written = None;
         for _ in 0..8 {
             let Some(entry) = self
                 .images
                 .entry(key.as_str())
                 .await
-                .map_err(|e| nats_error(format!("reading the record of {}", incoming.digest))(&e))?
+                .map_err(|e| nats_error(format!("reading the record of {digest}"))(&e))?
                 .filter(|e| matches!(e.operation, kv::Operation::Put))
             else {
                 return Ok(false);
             };
             let Ok(mut record) = serde_json::from_slice::<ImageRecord>(&entry.value) else { return Ok(false) };
-            if record.status != ImageStatus::Scanned || record.db_version >= incoming.db_version {
+            if record.status != ImageStatus::Scanned || record.db_version >= Some(rematch.db.version) {
                 return Ok(false);
             }
-            record.report = Some(self.put_report(&key, &incoming.digest, &payload).await?);
-            record.report_bytes = payload.len();
-            record.db_version = incoming.db_version;
-            record.vulnerabilities = incoming.vulnerabilities.clone();
-            record.fixable = incoming.fixable;
-            record.rematched_at = Some(result.finished_at.clone());
+            if written.is_none() {
+                written = Some(self.put_report(&rematch_key(&key), digest, payload).await?);
+            }
+            record.rematch = written.clone();
+            record.db_version = Some(rematch.db.version);
+            record.vulnerabilities = rematch.summary.clone();
+            record.fixable = rematch.findings.iter().filter(|f| f.fixed_version.is_some()).count();
+            record.rematched_at = Some(rematched_at.to_string());
             let json = serde_json::to_vec(&record)
                 .map_err(|e| StorageError::Corrupt { what: "record".into(), reason: e.to_string() })?;
             if self.images.update(key.as_str(), json.into(), entry.revision).await.is_ok() {
                 return Ok(true);
             }
         }
-        Err(StorageError::Nats {
-            what: format!("re-matching {}", incoming.digest),
-            reason: "too many concurrent writers".into(),
-        })
+        Err(StorageError::Nats { what: format!("re-matching {digest}"), reason: "too many concurrent writers".into() })
     }
 
     async fn put_report(&self, key: &str, digest: &str, payload: &[u8]) -> Result<ReportLocation, StorageError> {
@@ -468,31 +539,63 @@ impl Storage {
 
     /// The full stored result of `digest`, if it has a report.
     pub async fn result(&self, record: &ImageRecord) -> Result<Option<ScanResult>, StorageError> {
-        let key = digest_key(&record.digest);
-        let bytes = match record.report {
-            None => return Ok(None),
-            Some(ReportLocation::Kv) => self
-                .reports
-                .get(&key)
-                .await
-                .map_err(|e| nats_error(format!("reading the report of {}", record.digest))(&e))?,
-            Some(ReportLocation::Object) => {
-                let mut object = self
-                    .large_reports
-                    .get(key.as_str())
-                    .await
-                    .map_err(|e| nats_error(format!("reading the large report of {}", record.digest))(&e))?;
-                let mut buf = Vec::new();
-                tokio::io::AsyncReadExt::read_to_end(&mut object, &mut buf)
-                    .await
-                    .map_err(|e| nats_error(format!("reading the large report of {}", record.digest))(&e))?;
-                Some(buf.into())
-            }
+        let Some(bytes) = self.result_bytes(record).await? else { return Ok(None) };
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| StorageError::Corrupt {
+            what: format!("{what} of {}", record.digest),
+            reason: e.to_string(),
         };
-        let Some(bytes) = bytes else { return Ok(None) };
-        ScanResult::decode(&bytes)
-            .map(Some)
-            .map_err(|e| StorageError::Corrupt { what: format!("report of {}", record.digest), reason: e.to_string() })
+        let mut result = ScanResult::decode(&bytes).map_err(|e| corrupt("report", &e))?;
+        let key = rematch_key(&digest_key(&record.digest));
+        // The newest findings are the re-match's, when there is one.
+        if let (Some(report), Some(location)) = (result.report.as_mut(), &record.rematch) {
+            if let Some(bytes) = self.read_report(&key, location, &record.digest).await? {
+                let stored = StoredRematch::decode(&bytes).map_err(|e| corrupt("re-match", &e))?;
+                report.apply_rematch(stored.rematch);
+            }
+        }
+        Ok(Some(result))
+    }
+
+    /// The stored result of `record` as the scanner sent it (zstd
+    /// MessagePack, without a later re-match), for callers that decode it off
+    /// the async threads.
+    pub async fn result_bytes(&self, record: &ImageRecord) -> Result<Option<bytes::Bytes>, StorageError> {
+        match &record.report {
+            None => Ok(None),
+            Some(location) => self.read_report(&digest_key(&record.digest), location, &record.digest).await,
+        }
+    }
+
+    /// Removes what [`Storage::put_report`] stored under `key`, logging a failure.
+    async fn delete_report(&self, key: &str, location: &ReportLocation) {
+        let outcome = match location {
+            ReportLocation::Kv => self.reports.purge(key).await.map_err(|e| e.to_string()),
+            ReportLocation::Object => self.large_reports.delete(key).await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(key, "could not remove a superseded re-match: {e}");
+        }
+    }
+
+    /// Reads what [`Storage::put_report`] stored under `key`.
+    async fn read_report(
+        &self,
+        key: &str,
+        location: &ReportLocation,
+        digest: &str,
+    ) -> Result<Option<bytes::Bytes>, StorageError> {
+        match location {
+            ReportLocation::Kv => {
+                self.reports.get(key).await.map_err(|e| nats_error(format!("reading the report of {digest}"))(&e))
+            }
+            ReportLocation::Object => {
+                let failed = |e: &dyn std::fmt::Display| nats_error(format!("reading the large report of {digest}"))(e);
+                let mut object = self.large_reports.get(key).await.map_err(|e| failed(&e))?;
+                let mut buf = Vec::new();
+                tokio::io::AsyncReadExt::read_to_end(&mut object, &mut buf).await.map_err(|e| failed(&e))?;
+                Ok(Some(buf.into()))
+            }
+        }
     }
 
     /// Records that `repository:tag` of `registry` points at `digest`.

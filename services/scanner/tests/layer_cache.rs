@@ -11,8 +11,6 @@ mod common;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use common::*;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trawl_catalog::Inventory;
@@ -22,10 +20,7 @@ use trawl_protocol::{definitions, Lane, RegistryConfig, ScanResult, ScanTask, Sc
 use trawl_protocol::{SCANNERS_BUCKET, TASKS_STREAM};
 use trawl_scanner::analyze::{Analyzer, ImageAnalysis};
 use trawl_scanner::layer_cache::{layer_key, KvLayerCache, ENTRY_HEADER};
-use trawl_testkit::{push, Blob, BuiltImage, ImageBuilder, LayerBuilder, NatsServer, Registry};
-
-/// Longest wait for anything a worker should do.
-const DEADLINE: Duration = Duration::from_secs(60);
+use trawl_testkit::{noise, push, Blob, BuiltImage, ImageBuilder, LayerBuilder, NatsServer, Registry};
 
 /// A nats-server with the `nats/` objects and a registry.
 struct Cluster {
@@ -78,18 +73,7 @@ impl Cluster {
 
     /// Starts `trawl-scanner worker` with id `id`, `extra` flags and `env`.
     fn worker(&self, id: &str, extra: &[&str], env: &[(&str, &str)]) -> Worker {
-        let log = self.dir.path().join(format!("{id}.log"));
-        let child = scanner_command()
-            .args(["worker", "--nats", &self.nats.url(), "--id", id])
-            .args(extra)
-            .envs(env.iter().copied())
-            .env("TRAWL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start trawl-scanner worker");
-        Worker { child, log }
+        spawn_worker(&self.nats.url(), self.dir.path(), id, extra, env)
     }
 
     /// A worker matching with a small database file.
@@ -139,54 +123,6 @@ impl Cluster {
         })
         .await
     }
-}
-
-/// A running worker, killed when the test ends.
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `probe` until it yields a value, failing with the worker's log after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, worker: &Worker, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; worker log:\n{}", worker.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `len` bytes that do not compress (xorshift), so layer sizes mean something.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// L1: a Debian base with two packages and `filler` bytes of noise.
@@ -470,7 +406,7 @@ async fn the_scanner_role_may_do_everything_the_cache_does() {
     assert_eq!(analyze(cache().await).await.layer_cache_hits, 2);
     let kv = scanner.get_key_value(LAYERS_BUCKET).await.unwrap();
     let claim = format!("{}.claim", layer_key(&l1.digest).unwrap());
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + WORKER_DEADLINE;
     while kv.get(claim.as_str()).await.unwrap().is_some() {
         assert!(Instant::now() < deadline, "the claim is released");
         tokio::time::sleep(Duration::from_millis(50)).await;

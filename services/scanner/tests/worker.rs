@@ -10,7 +10,6 @@ use async_nats::jetstream::{self, stream::Stream};
 use async_nats::HeaderMap;
 use common::*;
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use trawl_protocol::buckets::REGISTRIES_BUCKET;
 use trawl_protocol::task::CONTENT_TYPE_MSGPACK;
@@ -19,9 +18,6 @@ use trawl_protocol::{
     DEAD_STREAM, RESULTS_STREAM, SCANNERS_BUCKET, TASKS_STREAM,
 };
 use trawl_testkit::{free_port, helm_chart, push, ImageBuilder, NatsServer, Registry};
-
-/// Longest wait for anything the worker should do (scans here take well under a second).
-const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A nats-server set up as the controller leaves it, a registry it knows
 /// as `local`, and the small test database.
@@ -57,19 +53,7 @@ impl Cluster {
 
     /// Starts `trawl-scanner worker` without a database file: it follows the one published in NATS.
     fn worker_following(&self, id: &str, extra: &[&str]) -> Worker {
-        let log = self.dir.path().join(format!("{id}.log"));
-        let stderr = std::fs::File::create(&log).unwrap();
-        let child = scanner_command()
-            .args(["worker", "--nats", &self.nats.url()])
-            .args(["--id", id])
-            .args(extra)
-            .env("TRAWL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start trawl-scanner worker");
-        Worker { child, log }
+        spawn_worker(&self.nats.url(), self.dir.path(), id, extra, &[])
     }
 
     /// Queues `task` as the controller does: MessagePack, Content-Type, Nats-Msg-Id.
@@ -140,58 +124,6 @@ impl Cluster {
 
 async fn ensure_definitions(js: &jetstream::Context) {
     definitions::ensure_all(js).await.unwrap();
-}
-
-/// A running worker process, killed if a test ends without stopping it.
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn terminate(&self) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill only sends a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `probe` until it yields a value, failing with the worker's log after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, worker: &Worker, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; worker log:\n{}", worker.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn finding_ids(result: &ScanResult) -> Vec<String> {
@@ -452,7 +384,7 @@ async fn sigterm_hands_back_a_scan_that_outlasts_the_drain_timeout() {
     cluster.queue(&ScanTask::new("stall", &format!("{host}/team/app:1"), None, Lane::High, "on-demand")).await;
 
     let mut worker = cluster.worker("w-drain", &["--drain-timeout", "1s"]);
-    tokio::time::timeout(DEADLINE, first_accept.recv()).await.expect("the worker starts the scan");
+    tokio::time::timeout(WORKER_DEADLINE, first_accept.recv()).await.expect("the worker starts the scan");
     let signalled = Instant::now();
     worker.terminate();
     let status = worker.wait_exit(Duration::from_secs(20)).expect("the worker exits after its drain timeout");

@@ -24,5 +24,6 @@ pub mod table;
 pub use imageref::ImageName;
 pub use sbom::{AsInventory, ImageIdentity, InventoryView, LayerInfo, SbomReport, SBOM_SCHEMA, SBOM_SCHEMA_VERSION};
 pub use scan::{
-    DbInfo, LayerFindings, ScanReport, SeverityCounts, SuppressedFinding, SCAN_SCHEMA, SCAN_SCHEMA_VERSION,
+    DbInfo, LayerFindings, Rematch, RematchInput, ScanReport, SeverityCounts, SuppressedFinding, SCAN_SCHEMA,
+    SCAN_SCHEMA_VERSION,
 };

@@ -19,7 +19,7 @@ pub const SCAN_SCHEMA: &str = "trawl.scan";
 pub const SCAN_SCHEMA_VERSION: &str = "1.1.0";
 
 /// Which database produced the findings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DbInfo {
     /// Database version (build time in Unix milliseconds; higher is newer).
@@ -107,6 +107,97 @@ pub struct LayerFindings {
     pub findings: Vec<Finding>,
 }
 
+/// What re-matching a stored report against a newer database changes: the
+/// findings and everything derived from them. The rest of the report (the
+/// image, its packages) is the scan's and stays as stored, so a re-match is
+/// stored beside the report rather than as a rewritten copy of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rematch {
+    /// The database matched against.
+    pub db: DbInfo,
+    /// Whether that database covers the OS packages.
+    pub os_coverage: OsCoverage,
+    /// Findings by severity.
+    pub summary: SeverityCounts,
+    /// Findings, most severe first.
+    pub findings: Vec<Finding>,
+    /// Problems that limited matching.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_warnings: Vec<String>,
+    /// Findings still suppressed by the scan's ignore file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<SuppressedFinding>,
+}
+
+/// The parts of a stored report that re-matching reads. Decoding a stored
+/// report as this view skips the old findings without building them, which
+/// halves the cost of reading a report back.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RematchInput {
+    /// Distribution, when detected.
+    #[serde(default)]
+    pub distro: Option<Distro>,
+    /// Installed packages.
+    #[serde(default)]
+    pub packages: Vec<Package>,
+    /// What the scan's ignore file suppressed.
+    #[serde(default)]
+    pub suppressed: Vec<SuppressedFinding>,
+}
+
+impl RematchInput {
+    /// The inventory to match (moves the packages out).
+    pub fn take_inventory(&mut self) -> trawl_catalog::Inventory {
+        trawl_catalog::Inventory {
+            distro: self.distro.clone(),
+            packages: std::mem::take(&mut self.packages),
+            issues: Vec::new(),
+        }
+    }
+
+    /// The re-match `matched` makes of this report against `db`.
+    ///
+    /// Suppressions carry over: a new finding with the id, package and
+    /// version of one the ignore file suppressed at scan time stays
+    /// suppressed with the same reason, until the suppression's expiry date
+    /// (re-matching has no ignore file, only what it decided).
+    pub fn rematch(self, matched: MatchResult, db: DbInfo) -> Rematch {
+        let today = chrono::Utc::now().date_naive().to_string();
+        let carried: std::collections::HashMap<(String, String, String), (String, Option<String>)> = self
+            .suppressed
+            .into_iter()
+            // ISO dates compare as text; the rule lapses the day after `expires`.
+            .filter(|s| s.expires.as_deref().is_none_or(|e| e >= today.as_str()))
+            .map(|s| ((s.finding.id, s.finding.package, s.finding.installed_version), (s.reason, s.expires)))
+            .collect();
+        let (mut kept, mut suppressed) = (Vec::new(), Vec::new());
+        if carried.is_empty() {
+            // The common case: nothing was suppressed, nothing to look up.
+            kept = matched.findings;
+        } else {
+            for finding in matched.findings {
+                let key = (finding.id.clone(), finding.package.clone(), finding.installed_version.clone());
+                match carried.get(&key) {
+                    Some((reason, expires)) => {
+                        suppressed.push(SuppressedFinding { finding, reason: reason.clone(), expires: expires.clone() })
+                    }
+                    None => kept.push(finding),
+                }
+            }
+        }
+        Rematch {
+            db,
+            os_coverage: matched.os,
+            summary: SeverityCounts::of(&kept),
+            findings: kept,
+            match_warnings: matched.warnings,
+            suppressed,
+        }
+    }
+}
+
 /// The scan report document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -176,19 +267,26 @@ impl ScanReport {
 
     /// Replaces the findings with a new match of the same packages (against
     /// a newer database, say): what re-matching a stored inventory does
-    /// instead of pulling the image again. Suppressions were decided against
-    /// the old findings, so they are dropped; layer grouping is redone.
-    pub fn rematched(mut self, matched: MatchResult, db: DbInfo) -> ScanReport {
-        self.os_coverage = matched.os;
-        self.summary = SeverityCounts::of(&matched.findings);
-        self.findings = matched.findings;
-        self.match_warnings = matched.warnings;
-        self.db = db;
-        self.suppressed = Vec::new();
+    /// instead of pulling the image again. See [`RematchInput::rematch`].
+    pub fn rematched(self, matched: MatchResult, db: DbInfo) -> ScanReport {
+        let input =
+            RematchInput { distro: self.distro.clone(), packages: Vec::new(), suppressed: self.suppressed.clone() };
+        let mut report = self;
+        report.apply_rematch(input.rematch(matched, db));
+        report
+    }
+
+    /// Puts a re-match's findings in place of this report's; layer grouping is redone.
+    pub fn apply_rematch(&mut self, rematch: Rematch) {
+        self.db = rematch.db;
+        self.os_coverage = rematch.os_coverage;
+        self.summary = rematch.summary;
+        self.findings = rematch.findings;
+        self.match_warnings = rematch.match_warnings;
+        self.suppressed = rematch.suppressed;
         if self.layers.is_some() {
             self.group_by_layer();
         }
-        self
     }
 
     /// Fills `layers`: one entry per image layer, bottom first, holding the

@@ -675,3 +675,36 @@ fn directory_scans_and_bare_reports_render_valid_documents() {
     assert_valid("cyclonedx", &cyclonedx::to_cyclonedx(&bare));
     assert_valid("spdx-json", &spdx::to_spdx(&bare));
 }
+
+#[test]
+fn rematching_keeps_live_suppressions_and_drops_expired_ones() {
+    let report = scan();
+    let waived = report.suppressed[0].finding.clone();
+    let all: Vec<Finding> = report.findings.iter().cloned().chain([waived.clone()]).collect();
+    let matched = |findings: Vec<Finding>| MatchResult {
+        findings,
+        os: OsCoverage::Covered { ecosystem: "Debian:12".into() },
+        warnings: vec![],
+    };
+    let db = DbInfo { version: 1_795_000_000_001, built_at: "2026-11-29T09:00:00Z".into(), advisories: 29_001 };
+
+    // The new database still reports the waived finding: it stays waived, not counted.
+    let again = report.clone().rematched(matched(all.clone()), db.clone());
+    assert_eq!(again.suppressed.len(), 1);
+    assert_eq!(again.suppressed[0].finding.id, SUPPRESSED_ID);
+    assert_eq!(again.suppressed[0].reason, report.suppressed[0].reason);
+    assert!(again.findings.iter().all(|f| f.id != SUPPRESSED_ID));
+    assert_eq!(again.summary, report.summary);
+    assert_eq!(again.db.version, db.version);
+
+    // A lapsed suppression no longer hides the finding.
+    let mut lapsed = report.clone();
+    lapsed.suppressed[0].expires = Some("2020-01-01".into());
+    let again = lapsed.rematched(matched(all), db.clone());
+    assert!(again.suppressed.is_empty());
+    assert!(again.findings.iter().any(|f| f.id == SUPPRESSED_ID));
+
+    // A finding the new database no longer reports leaves nothing suppressed behind.
+    let again = report.clone().rematched(matched(report.findings.clone()), db);
+    assert!(again.suppressed.is_empty());
+}

@@ -91,6 +91,36 @@ pub use samples::{nats_server_binary, sample_advisories, sample_images, SampleIm
 pub use service::{workspace_binary, ServiceProcess};
 pub use token::{token_claims, Grant, TokenRequest, TokenServer, TOKEN_ISSUER, TOKEN_LIFETIME_SECS, TOKEN_SERVICE};
 
+/// Debian 12's os-release, as the fixtures' Debian layers carry it.
+pub const DEBIAN_12_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+
+/// `len` bytes of xorshift output from `seed`: gzip cannot shrink them, as
+/// it cannot shrink the binaries that make most of a real layer's size, so
+/// layer sizes in tests and benchmarks mean what they say.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Blocks until standard input closes: how the shell-facing fixture
+/// programs (`trawl-testkit sample-registry`, the load-test image sets) know
+/// their caller is done, so their servers die with them.
+pub fn serve_until_stdin_closes() {
+    use std::io::BufRead;
+    for line in std::io::stdin().lock().lines() {
+        if line.is_err() {
+            break;
+        }
+    }
+}
+
 /// A TCP port on `127.0.0.1` that was free a moment ago (bound to port 0, then released).
 ///
 /// Another process may grab it before it is used; the server fixtures retry on a bind

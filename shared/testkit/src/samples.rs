@@ -54,7 +54,7 @@ pub fn nats_server_binary() -> Option<PathBuf> {
 /// package in a second layer, and an Ubuntu 22.04 image with a Java-free
 /// Ruby/PHP application.
 pub fn sample_images() -> Result<Vec<SampleImage>> {
-    let debian_os = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+    let debian_os = crate::DEBIAN_12_OS_RELEASE;
     let debian_base = LayerBuilder::new()
         .dir("etc/")
         .dir("usr/")

@@ -16,5 +16,5 @@ pub mod severity;
 
 pub use db::{Database, DbError, DbHeader};
 pub use ingest::{IngestError, Ingested};
-pub use matcher::{Finding, MatchResult, Matcher, OsCoverage};
+pub use matcher::{CachedMatcher, Finding, MatchResult, Matcher, OsCoverage};
 pub use severity::{Rating, Severity};

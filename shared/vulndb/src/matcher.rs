@@ -122,10 +122,20 @@ impl<'a> Matcher<'a> {
 
     /// Matches every package of the inventory.
     pub fn match_inventory(&self, inventory: &Inventory) -> MatchResult {
+        self.assemble(inventory, |package, problems| self.match_package(package, problems))
+    }
+
+    /// Collects the findings `per_package` gives for each package into one
+    /// sorted result with the inventory's OS coverage.
+    fn assemble(
+        &self,
+        inventory: &Inventory,
+        mut per_package: impl FnMut(&Package, &mut BTreeMap<String, usize>) -> Vec<Finding>,
+    ) -> MatchResult {
         let mut findings = Vec::new();
         let mut problems: BTreeMap<String, usize> = BTreeMap::new();
         for package in &inventory.packages {
-            findings.extend(self.match_package(package, &mut problems));
+            findings.extend(per_package(package, &mut problems));
         }
         findings.sort_by(|a, b| {
             b.severity
@@ -275,6 +285,121 @@ impl<'a> Matcher<'a> {
             layer: package.layer.clone(),
         })
     }
+}
+
+/// A [`Matcher`] that remembers each distinct package's findings, shared
+/// across threads.
+///
+/// Images in one registry share most of their packages (base layers), so
+/// re-matching a whole registry against a new database meets the same
+/// package thousands of times: this matches it once and copies the findings,
+/// with only the per-image fields (purl, path, layer) restamped. It lives for
+/// one pass over one database; its memory is bounded by the number of
+/// distinct packages the pass meets.
+pub struct CachedMatcher {
+    db: std::sync::Arc<Database>,
+    memo: std::sync::RwLock<HashMap<String, std::sync::Arc<Memo>>>,
+}
+
+/// What the findings of a package depend on besides per-image placement:
+/// type, ecosystem, name, advisory name and matching version, joined by NUL
+/// (which none of them holds) so that a lookup needs no allocation.
+fn package_key(buf: &mut String, package: &Package) {
+    buf.clear();
+    for part in [
+        package.kind.purl_type(),
+        &package.ecosystem,
+        &package.name,
+        package.advisory_name(),
+        matching_version(package),
+    ] {
+        buf.push_str(part);
+        buf.push('\0');
+    }
+}
+
+/// One package's findings and the problems matching it reported.
+struct Memo {
+    findings: Vec<Finding>,
+    problems: Vec<String>,
+}
+
+impl CachedMatcher {
+    /// A cached matcher over `db`.
+    pub fn new(db: std::sync::Arc<Database>) -> CachedMatcher {
+        CachedMatcher { db, memo: Default::default() }
+    }
+
+    /// The database matched against.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Distinct packages matched so far.
+    pub fn distinct_packages(&self) -> usize {
+        self.memo.read().map_or(0, |m| m.len())
+    }
+
+    /// Matches every package of the inventory, as [`Matcher::match_inventory`] does.
+    pub fn match_inventory(&self, inventory: &Inventory) -> MatchResult {
+        let matcher = Matcher::new(&self.db);
+        let mut key = String::new();
+        matcher.assemble(inventory, |package, problems| self.match_package(&matcher, &mut key, package, problems))
+    }
+
+    fn match_package(
+        &self,
+        matcher: &Matcher<'_>,
+        key: &mut String,
+        package: &Package,
+        problems: &mut BTreeMap<String, usize>,
+    ) -> Vec<Finding> {
+        package_key(key, package);
+        // A poisoned lock only means another thread panicked mid-insert of
+        // a complete value; the map itself is still consistent.
+        let known = self.memo.read().unwrap_or_else(|e| e.into_inner()).get(key.as_str()).cloned();
+        let memo = match known {
+            Some(memo) => memo,
+            None => {
+                let mut own = BTreeMap::new();
+                let findings = matcher.match_package(package, &mut own);
+                let memo = std::sync::Arc::new(Memo { findings, problems: own.into_keys().collect() });
+                self.memo.write().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), memo.clone());
+                return with_problems(memo.findings.clone(), &memo.problems, problems);
+            }
+        };
+        let findings = memo
+            .findings
+            .iter()
+            // Field by field: `..f.clone()` would copy the four placement strings only to drop them.
+            .map(|f| Finding {
+                id: f.id.clone(),
+                aliases: f.aliases.clone(),
+                advisories: f.advisories.clone(),
+                package: f.package.clone(),
+                package_type: f.package_type,
+                ecosystem: f.ecosystem.clone(),
+                purl: package.purl.clone(),
+                installed_version: package.version.clone(),
+                fixed_version: f.fixed_version.clone(),
+                severity: f.severity,
+                score: f.score,
+                cvss_vector: f.cvss_vector.clone(),
+                summary: f.summary.clone(),
+                url: f.url.clone(),
+                path: package.path.clone(),
+                layer: package.layer.clone(),
+            })
+            .collect();
+        with_problems(findings, &memo.problems, problems)
+    }
+}
+
+fn with_problems(findings: Vec<Finding>, mine: &[String], problems: &mut BTreeMap<String, usize>) -> Vec<Finding> {
+    for p in mine {
+        *problems.entry(p.clone()).or_default() += 1;
+    }
+    findings
 }
 
 /// The version advisories compare against: Debian and Ubuntu advisories are

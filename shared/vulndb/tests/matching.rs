@@ -5,7 +5,7 @@
 use serde_json::json;
 use trawl_catalog::{Distro, Inventory, Package, PackageType};
 use trawl_vulndb::osv::OsvRecord;
-use trawl_vulndb::{Database, DbError, Matcher, OsCoverage, Rating};
+use trawl_vulndb::{CachedMatcher, Database, DbError, Matcher, OsCoverage, Rating};
 
 fn record(v: serde_json::Value) -> OsvRecord {
     serde_json::from_value(v).unwrap()
@@ -84,6 +84,81 @@ fn debian_packages_match_by_source_and_aliases_merge() {
     // The highest fixed version fixes both advisories.
     assert_eq!(f.fixed_version.as_deref(), Some("3.0.12-1"));
     assert_eq!((f.severity, f.score), (Rating::High, Some(7.5)));
+}
+
+#[test]
+fn cached_matcher_equals_the_plain_one_and_restamps_placement() {
+    let d = debian();
+    let placed = |layer: &str, path: &str| {
+        let mut p =
+            pkg(PackageType::Deb, "libssl3", "3.0.11-1~deb12u1", Some(("openssl", "3.0.11-1~deb12u1")), Some(&d));
+        p.layer = Some(layer.into());
+        p.path = path.into();
+        p
+    };
+    let image = |layer: &str, path: &str| Inventory {
+        distro: Some(d.clone()),
+        packages: vec![
+            placed(layer, path),
+            pkg(PackageType::Npm, "lodash", "4.17.15", None, None),
+            // Unparsable version: the warning must be counted once per image, hit or miss.
+            pkg(PackageType::Npm, "lodash", "not a version", None, None),
+        ],
+        issues: vec![],
+    };
+    let db = std::sync::Arc::new(db());
+    let cached = CachedMatcher::new(db.clone());
+    let plain = Matcher::new(&db);
+    for (layer, path) in [("sha256:aa", "var/lib/dpkg/status"), ("sha256:bb", "var/lib/dpkg/status.d/libssl3")] {
+        let inv = image(layer, path);
+        let (want, got) = (plain.match_inventory(&inv), cached.match_inventory(&inv));
+        assert_eq!(got.findings, want.findings, "findings for layer {layer}");
+        assert_eq!(got.warnings, want.warnings);
+        assert_eq!(got.os, want.os);
+        let openssl = got.findings.iter().find(|f| f.package == "libssl3").unwrap();
+        assert_eq!((openssl.layer.as_deref(), openssl.path.as_str()), (Some(layer), path));
+    }
+    assert_eq!(cached.distinct_packages(), 3, "the second image was served from the memo");
+}
+
+#[test]
+fn cached_matcher_equals_the_plain_one_on_the_real_debian_feed() {
+    // The shared corpus sits beside the clone (../shared/corpus from the project root).
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    if !corpus.is_dir() {
+        eprintln!("skipped: ../shared/corpus is not beside this clone");
+        return;
+    }
+    let zip = corpus.join("osv/Debian/all.zip");
+    let status = corpus.join("pkgdb/dpkg/ubuntu-18.04-texlive.status");
+    let (Ok(text), true) = (std::fs::read_to_string(&status), zip.is_file()) else {
+        eprintln!("skipped: the corpus has no Debian feed or dpkg status");
+        return;
+    };
+    let ingested = trawl_vulndb::ingest::Ingested::from_paths(&[zip]).unwrap();
+    let db = std::sync::Arc::new(Database::build(ingested.records, ingested.sources, 0));
+    let distro = Distro { id: "debian".into(), version_id: Some("10".into()), ..Default::default() };
+    let packages = text
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let field = |k: &str| stanza.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
+            let (name, version) = (field("Package:")?, field("Version:")?);
+            let source = field("Source:").map(|s| s.split_whitespace().next().unwrap_or(&name).to_string());
+            let mut p = Package::new(PackageType::Deb, name, version);
+            p.source_name = source;
+            p.assign_identity(Some(&distro));
+            Some(p)
+        })
+        .collect();
+    let inv = Inventory { distro: Some(distro.clone()), packages, issues: vec![] };
+    let want = Matcher::new(&db).match_inventory(&inv);
+    assert!(!want.findings.is_empty(), "the real feed finds something in an old Ubuntu");
+    let cached = CachedMatcher::new(db.clone());
+    for _ in 0..2 {
+        let got = cached.match_inventory(&inv);
+        assert_eq!(got.findings, want.findings);
+        assert_eq!(got.warnings, want.warnings);
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use trawl_vulndb::osv::OsvRecord;
 use trawl_vulndb::Database;
 
 /// Debian 12 os-release, stored where Debian puts it (etc/os-release is a symlink).
-pub const DEBIAN_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+pub const DEBIAN_OS_RELEASE: &str = trawl_testkit::DEBIAN_12_OS_RELEASE;
 
 /// A dpkg status stanza.
 pub fn dpkg_stanza(name: &str, version: &str, source: Option<&str>) -> String {
@@ -216,4 +216,35 @@ pub fn assert_valid(format: &str, file: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A running `trawl-scanner worker`, killed when the test ends.
+pub type Worker = trawl_testkit::ServiceProcess;
+
+/// Longest wait for anything a worker should do (scans here take well under a second).
+pub const WORKER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts `trawl-scanner worker --nats NATS --id ID EXTRA…` with `env`,
+/// logging to `ID.log` in `dir`.
+pub fn spawn_worker(nats: &str, dir: &Path, id: &str, extra: &[&str], env: &[(&str, &str)]) -> Worker {
+    let mut cmd = scanner_command();
+    cmd.args(["worker", "--nats", nats, "--id", id]).args(extra).envs(env.iter().copied()).env("TRAWL_LOG", "info");
+    trawl_testkit::ServiceProcess::spawn("trawl-scanner worker", cmd, &dir.join(format!("{id}.log")))
+        .expect("start trawl-scanner worker")
+}
+
+/// Polls `probe` until it yields a value, failing with the worker's log after [`WORKER_DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, worker: &Worker, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + WORKER_DEADLINE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; worker log:\n{}", worker.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -10,7 +10,7 @@
 //! sample images, for `trawl-updater build --source DIR`.
 
 use anyhow::{bail, Context, Result};
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,11 +45,7 @@ fn sample_registry() -> Result<()> {
     writeln!(out, "READY")?;
     out.flush()?;
     drop(out);
-    // Serve until the caller closes our stdin; the registry dies with us.
-    for line in std::io::stdin().lock().lines() {
-        if line.is_err() {
-            break;
-        }
-    }
+    // The registry dies with us.
+    trawl_testkit::serve_until_stdin_closes();
     Ok(())
 }
