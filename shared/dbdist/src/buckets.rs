@@ -7,8 +7,8 @@
 //! resolved by getting the winner's bucket.
 
 use crate::error::DistError;
-use crate::{ANNOUNCE_BUCKET, ANNOUNCE_HISTORY, OBJECT_BUCKET};
-use async_nats::jetstream::{self, kv, object_store, stream::StorageType};
+use crate::{ANNOUNCE_BUCKET, OBJECT_BUCKET};
+use async_nats::jetstream::{self, kv, object_store};
 
 /// The object store and the announcement KV, ready to use.
 #[derive(Clone)]
@@ -27,49 +27,41 @@ impl std::fmt::Debug for Buckets {
     }
 }
 
-/// Gets both buckets, creating whichever is missing.
+/// Gets both buckets, creating whichever is missing from its `nats/`
+/// definition (the same file the controller and `nats stream add --config`
+/// use, so there is one source of truth for their limits).
 pub async fn open_buckets(client: async_nats::Client) -> Result<Buckets, DistError> {
     let js = jetstream::new(client);
     let objects = match js.get_object_store(OBJECT_BUCKET).await {
         Ok(store) => store,
         Err(_) => {
-            let created = js
-                .create_object_store(object_store::Config {
-                    bucket: OBJECT_BUCKET.to_string(),
-                    description: Some("Trawl vulnerability databases, one object per version".to_string()),
-                    storage: StorageType::File,
-                    ..Default::default()
-                })
-                .await;
-            match created {
-                Ok(store) => store,
-                // Lost a creation race, or the get failed for a passing reason: one more get.
-                Err(create_err) => js.get_object_store(OBJECT_BUCKET).await.map_err(|_| {
-                    DistError::nats(format!("creating object store bucket {OBJECT_BUCKET}"), create_err)
-                })?,
-            }
+            create_from_definition(&js, &format!("OBJ_{OBJECT_BUCKET}")).await;
+            js.get_object_store(OBJECT_BUCKET)
+                .await
+                .map_err(|e| DistError::nats(format!("opening object store bucket {OBJECT_BUCKET}"), e))?
         }
     };
     let announce = match js.get_key_value(ANNOUNCE_BUCKET).await {
         Ok(store) => store,
         Err(_) => {
-            let created = js
-                .create_key_value(kv::Config {
-                    bucket: ANNOUNCE_BUCKET.to_string(),
-                    description: "Trawl vulnerability database announcements".to_string(),
-                    history: ANNOUNCE_HISTORY,
-                    storage: StorageType::File,
-                    ..Default::default()
-                })
-                .await;
-            match created {
-                Ok(store) => store,
-                Err(create_err) => js
-                    .get_key_value(ANNOUNCE_BUCKET)
-                    .await
-                    .map_err(|_| DistError::nats(format!("creating key-value bucket {ANNOUNCE_BUCKET}"), create_err))?,
-            }
+            create_from_definition(&js, &format!("KV_{ANNOUNCE_BUCKET}")).await;
+            js.get_key_value(ANNOUNCE_BUCKET)
+                .await
+                .map_err(|e| DistError::nats(format!("opening key-value bucket {ANNOUNCE_BUCKET}"), e))?
         }
     };
     Ok(Buckets { jetstream: js, objects, announce })
+}
+
+/// Creates the stream behind a bucket as `nats/` defines it. A failure is
+/// only logged: another process may have won a creation race, and the get
+/// that follows reports what is really wrong.
+async fn create_from_definition(js: &jetstream::Context, stream: &str) {
+    let created = match trawl_protocol::definitions::stream_config(stream) {
+        Ok(config) => js.create_stream(config).await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = created {
+        tracing::debug!(stream, "creating the bucket from its nats/ definition: {e}");
+    }
 }

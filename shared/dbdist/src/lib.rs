@@ -59,5 +59,3 @@ pub const ANNOUNCE_BUCKET: &str = "TRAWL_DB_ANNOUNCE";
 pub const ANNOUNCE_KEY: &str = "current";
 /// How many database versions the publisher keeps in [`OBJECT_BUCKET`] by default.
 pub const DEFAULT_KEEP: usize = 3;
-/// Announcements kept as KV history (an audit trail of what was announced when).
-pub const ANNOUNCE_HISTORY: i64 = 16;

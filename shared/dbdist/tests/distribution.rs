@@ -317,3 +317,20 @@ async fn follower_follows_buckets_that_were_deleted_and_made_anew() {
     publisher.publish(&database_bytes(3_000, 3)).await.unwrap();
     expect_loaded(&mut events, 3_000).await;
 }
+
+#[tokio::test]
+async fn missing_buckets_are_created_as_the_nats_definitions_say() {
+    let nats = NatsServer::start().unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    open_buckets(client.clone()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    for stream in [format!("KV_{ANNOUNCE_BUCKET}"), format!("OBJ_{OBJECT_BUCKET}")] {
+        let want = trawl_protocol::definitions::stream_config(&stream).unwrap();
+        let got = js.get_stream(&stream).await.unwrap().cached_info().config.clone();
+        assert_eq!(
+            (&got.description, got.max_messages_per_subject, got.max_message_size, got.storage),
+            (&want.description, want.max_messages_per_subject, want.max_message_size, want.storage),
+            "{stream} is made from its nats/ file"
+        );
+    }
+}
