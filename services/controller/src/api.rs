@@ -6,7 +6,6 @@
 //! token they are refused rather than left open.
 
 use crate::controller::{ControlError, Controller, CrawlReport};
-use crate::ingest::IngestCounters;
 use crate::storage::{ImageRecord, ImageStatus, RegistryCounts};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -16,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use trawl_protocol::RegistryConfig;
 
@@ -32,10 +31,14 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     /// NATS connection, for readiness.
     pub client: async_nats::Client,
-    /// Result ingestion counters.
-    pub ingest: Arc<IngestCounters>,
-    /// Tasks reaped after MaxDeliver.
-    pub reaped: Arc<AtomicU64>,
+    /// The metrics `/metrics` exports.
+    pub metrics: crate::metrics::ControllerMetrics,
+    /// The autoscale settings.
+    pub settings: crate::autoscale::SettingsStore,
+    /// JetStream, for the leader's published status.
+    pub js: async_nats::jetstream::Context,
+    /// This replica's autoscaling state, for `/metrics`.
+    pub autoscale: Arc<crate::autoscale::AutoscaleMetrics>,
 }
 
 /// An API error: a status and a message saying what to do.
@@ -92,6 +95,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/scan", post(scan_image))
         .route("/api/v1/scanners", get(list_scanners))
         .route("/api/v1/queue", get(queue))
+        .route("/api/v1/settings/autoscale", get(autoscale_settings).put(set_autoscale_settings))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -323,6 +327,47 @@ async fn queue(State(state): State<ApiState>) -> ApiResult<Json<crate::controlle
     Ok(Json(state.controller.queue_status().await?))
 }
 
+impl From<crate::autoscale::SettingsStoreError> for ApiError {
+    fn from(e: crate::autoscale::SettingsStoreError) -> Self {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+/// The autoscale settings with the leader's live status.
+#[derive(Debug, Serialize)]
+struct AutoscaleView {
+    #[serde(flatten)]
+    settings: trawl_autoscale::strategy::AutoscaleSettings,
+    /// What the lead controller saw on its last step; `null` while no replica leads.
+    status: Option<crate::autoscale::AutoscaleStatus>,
+}
+
+async fn autoscale_view(state: &ApiState) -> ApiResult<AutoscaleView> {
+    let settings = state.settings.get().await?;
+    Ok(AutoscaleView { settings, status: crate::autoscale::published_status(&state.js).await })
+}
+
+async fn autoscale_settings(State(state): State<ApiState>) -> ApiResult<Json<AutoscaleView>> {
+    Ok(Json(autoscale_view(&state).await?))
+}
+
+async fn set_autoscale_settings(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Json<trawl_autoscale::strategy::AutoscaleSettings>, JsonRejection>,
+) -> ApiResult<Json<AutoscaleView>> {
+    authorize(&state, &headers)?;
+    let Json(settings) = body?;
+    settings.validate().map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    state.settings.put(&settings).await?;
+    tracing::info!(strategy = %settings.strategy, min = settings.min_scanners, max = settings.max_scanners,
+        "autoscale settings stored");
+    let mut view = autoscale_view(&state).await?;
+    // The leader applies them on its next step; answer with what was stored.
+    view.settings = settings;
+    Ok(Json(view))
+}
+
 async fn ready(State(state): State<ApiState>) -> (StatusCode, &'static str) {
     let connected = state.client.connection_state() == async_nats::connection::State::Connected;
     match (connected, state.controller.storage().is_synced()) {
@@ -332,20 +377,49 @@ async fn ready(State(state): State<ApiState>) -> (StatusCode, &'static str) {
     }
 }
 
+/// Refreshes the gauges of shared state, then renders every metric.
 async fn metrics(State(state): State<ApiState>) -> Response {
-    let queue = state.controller.queue_status().await.ok();
-    let images = state.controller.storage().read(|m| {
+    let m = &state.metrics;
+    if let Ok(q) = state.controller.queue_status().await {
+        m.task_stream_depth.set(gauge_value(q.depth));
+        for (lane, d) in &q.lanes {
+            m.tasks_pending.with_label_values(&[lane]).set(gauge_value(d.pending));
+            m.tasks_in_flight.with_label_values(&[lane]).set(gauge_value(d.in_flight));
+            m.task_queue_depth.with_label_values(&[lane]).set(gauge_value(d.pending + d.in_flight));
+        }
+        m.dead_letters.set(gauge_value(q.dead_letters));
+        m.results_pending.set(gauge_value(q.results_pending));
+    }
+    let (scanned, failed) = state.controller.storage().read(|m| {
         let scanned = m.images.values().filter(|r| r.status == ImageStatus::Scanned).count();
         (scanned, m.images.len() - scanned)
     });
-    let body = crate::metrics::render(&crate::metrics::Snapshot {
-        queue,
-        images_scanned: images.0,
-        images_failed: images.1,
-        results_stored: state.ingest.stored.load(Ordering::Relaxed),
-        results_repeated: state.ingest.kept.load(Ordering::Relaxed),
-        results_rejected: state.ingest.rejected.load(Ordering::Relaxed),
-        tasks_reaped: state.reaped.load(Ordering::Relaxed),
-    });
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    m.images.with_label_values(&["scanned"]).set(gauge_value(scanned as u64));
+    m.images.with_label_values(&["failed"]).set(gauge_value(failed as u64));
+    if let Ok(scanners) = state.controller.storage().scanners().await {
+        m.scanners_live.set(gauge_value(scanners.len() as u64));
+    }
+    m.controller_leader.set(i64::from(state.autoscale.leader.load(Ordering::Relaxed)));
+    // The scanner count and strategy as the leader last saw them: the same on every replica.
+    if let Some(status) = crate::autoscale::published_status(&state.js).await {
+        if let Some(s) = status.scanners {
+            m.scanners_desired.set(i64::from(s.desired));
+            m.scanners_current.set(i64::from(s.current));
+            m.scanners_ready.set(i64::from(s.ready));
+        }
+        m.autoscale_overridden.set(i64::from(status.overridden));
+        for strategy in trawl_autoscale::strategy::Strategy::ALL {
+            let active = strategy == status.settings.strategy;
+            m.autoscale_strategy.with_label_values(&[strategy.as_str()]).set(i64::from(active));
+        }
+    }
+    let built = m.vulndb_built.get();
+    if built > 0 {
+        m.vulndb_age_seconds.set((chrono::Utc::now().timestamp() - built).max(0) as f64);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()).into_response()
+}
+
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

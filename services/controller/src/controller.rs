@@ -110,13 +110,17 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// A controller on `js` with `storage`.
-    pub async fn new(js: jetstream::Context, storage: Storage) -> Result<Controller, ControlError> {
+    /// A controller on `js` with `storage`, counting the tasks it publishes in `published`.
+    pub async fn new(
+        js: jetstream::Context,
+        storage: Storage,
+        published: prometheus::IntCounterVec,
+    ) -> Result<Controller, ControlError> {
         let control = js
             .get_key_value(CONTROL_BUCKET)
             .await
             .map_err(|e| ControlError::Nats(format!("opening {CONTROL_BUCKET}: {e}")))?;
-        Ok(Controller { publisher: TaskPublisher::new(js.clone()), js, storage, control })
+        Ok(Controller { publisher: TaskPublisher::new(js.clone()).counting(published), js, storage, control })
     }
 
     /// The storage.
@@ -286,7 +290,7 @@ impl Controller {
                 tasks.get_consumer(lane.consumer()).await.map_err(|e| nats(&e))?;
             let info = consumer.info().await.map_err(|e| nats(&e))?;
             status.lanes.insert(
-                format!("{lane:?}").to_lowercase(),
+                lane.name().to_string(),
                 LaneDepth {
                     pending: info.num_pending,
                     in_flight: info.num_ack_pending as u64,

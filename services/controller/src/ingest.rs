@@ -6,11 +6,10 @@
 //! changes nothing). Several controller replicas share the one durable
 //! consumer and so split the results between them.
 
+use crate::metrics::ControllerMetrics;
 use crate::storage::{Storage, StoreOutcome};
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures::StreamExt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use trawl_protocol::{ScanResult, RESULTS_STREAM};
 
@@ -19,34 +18,21 @@ const BATCH: usize = 256;
 /// Results stored at once.
 const PARALLEL: usize = 32;
 
-/// Counters of the ingester, for the API and metrics.
-#[derive(Debug, Default)]
-pub struct IngestCounters {
-    /// Results stored (new or newer records).
-    pub stored: AtomicU64,
-    /// Results that repeated a stored one.
-    pub kept: AtomicU64,
-    /// Messages that were not valid results (terminated).
-    pub rejected: AtomicU64,
-    /// Failed results among the stored ones.
-    pub failed: AtomicU64,
-}
-
 /// Stores results as they arrive.
 pub struct ResultIngester {
     consumer: PullConsumer,
     storage: Storage,
-    counters: Arc<IngestCounters>,
+    metrics: ControllerMetrics,
 }
 
 impl ResultIngester {
     /// Binds to the `controller` consumer of the results stream.
-    pub async fn new(js: &jetstream::Context, storage: Storage, counters: Arc<IngestCounters>) -> anyhow::Result<Self> {
+    pub async fn new(js: &jetstream::Context, storage: Storage, metrics: ControllerMetrics) -> anyhow::Result<Self> {
         let consumer = js
             .get_consumer_from_stream("controller", RESULTS_STREAM)
             .await
             .map_err(|e| anyhow::anyhow!("binding to the results consumer: {e}"))?;
-        Ok(ResultIngester { consumer, storage, counters })
+        Ok(ResultIngester { consumer, storage, metrics })
     }
 
     /// Runs until `shutdown` resolves; survives NATS outages by retrying.
@@ -94,20 +80,19 @@ impl ResultIngester {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(subject = %msg.subject, "not a scan result, dropped: {e}");
-                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                self.metrics.results_rejected.inc();
                 let _ = msg.ack_with(AckKind::Term).await;
                 return;
             }
         };
         match self.storage.store_result(&result, &msg.payload).await {
             Ok(outcome) => {
-                let counter = match outcome {
-                    StoreOutcome::Stored => &self.counters.stored,
-                    StoreOutcome::Kept | StoreOutcome::NotAnImage => &self.counters.kept,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                if outcome == StoreOutcome::Stored && result.failure.is_some() {
-                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                match outcome {
+                    StoreOutcome::Stored => {
+                        let status = if result.failure.is_some() { "failed" } else { "scanned" };
+                        self.metrics.results_stored.with_label_values(&[status]).inc();
+                    }
+                    StoreOutcome::Kept | StoreOutcome::NotAnImage => self.metrics.results_repeated.inc(),
                 }
                 if outcome == StoreOutcome::NotAnImage {
                     tracing::info!(subject = %msg.subject, "result without an image digest (host scan): not kept for admission control");

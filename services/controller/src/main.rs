@@ -8,11 +8,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use trawl_autoscale::backend::ScaleBackend;
+use trawl_autoscale::strategy::AutoscaleSettings;
 use trawl_controller::api::{self, ApiState};
+use trawl_controller::autoscale::{AutoscaleMetrics, Autoscaling, SettingsStore};
 use trawl_controller::controller::Controller;
-use trawl_controller::ingest::{IngestCounters, ResultIngester};
+use trawl_controller::ingest::ResultIngester;
+use trawl_controller::metrics::ControllerMetrics;
 use trawl_controller::reaper::Reaper;
 use trawl_controller::rematch::Rematcher;
+use trawl_controller::scanner_processes::{ScannerCommand, ScannerProcesses};
 use trawl_controller::storage::Storage;
 use trawl_protocol::registry::Schedule;
 
@@ -46,6 +51,41 @@ struct Cli {
     /// Log lines as JSON.
     #[arg(long)]
     log_json: bool,
+    /// This replica's name in the lead-controller election (default: host name and process id).
+    #[arg(long, env = "TRAWL_CONTROLLER_ID", value_name = "ID")]
+    id: Option<String>,
+    /// How the lead controller changes the scanner count: `process` (local
+    /// `trawl-scanner worker` processes) or `none`.
+    #[arg(long, env = "TRAWL_SCALE_BACKEND", default_value = "none", value_parser = ["none", "process"])]
+    scale_backend: String,
+    /// Autoscale strategy until one is stored through the API: delayed, immediate, proportional, disabled.
+    #[arg(long, env = "TRAWL_AUTOSCALE_STRATEGY", default_value = "delayed")]
+    autoscale_strategy: trawl_autoscale::strategy::Strategy,
+    /// Fewest scanners, until stored through the API.
+    #[arg(long, env = "TRAWL_MIN_SCANNERS", default_value_t = 1)]
+    min_scanners: u32,
+    /// Most scanners, until stored through the API.
+    #[arg(long, env = "TRAWL_MAX_SCANNERS", default_value_t = 10)]
+    max_scanners: u32,
+    /// `process` backend: the scanner program (default: `trawl-scanner` beside this binary).
+    #[arg(long, env = "TRAWL_SCANNER_PROGRAM", value_name = "PATH")]
+    scanner_program: Option<PathBuf>,
+    /// `process` backend: extra arguments after `worker --id scanner-{index}`
+    /// (repeatable, or space-separated in the variable; `{index}` is replaced).
+    #[arg(
+        long = "scanner-arg",
+        env = "TRAWL_SCANNER_ARGS",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        value_delimiter = ' '
+    )]
+    scanner_args: Vec<String>,
+    /// `process` backend: the NATS URL the scanners use (their own user); default: --nats.
+    #[arg(long, env = "TRAWL_SCANNER_NATS_URL", hide_env_values = true, value_name = "URL")]
+    scanner_nats: Option<String>,
+    /// `process` backend: where each scanner's output goes (`scanner-<index>.log`).
+    #[arg(long, env = "TRAWL_SCANNER_LOG_DIR", value_name = "DIR", default_value = ".")]
+    scanner_log_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -78,24 +118,48 @@ async fn run(cli: Cli) -> Result<()> {
     let js = async_nats::jetstream::new(client.clone());
     trawl_protocol::definitions::ensure_all(&js).await.context("creating the JetStream objects from nats/")?;
     let storage = Storage::open(&js).await?;
-    let controller = Controller::new(js.clone(), storage.clone()).await?;
+    let metrics = ControllerMetrics::new();
+    let controller = Controller::new(js.clone(), storage.clone(), metrics.tasks_published.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
-    let ingest = Arc::new(IngestCounters::default());
-    let ingester = ResultIngester::new(&js, storage.clone(), ingest.clone()).await?;
+    let ingester = ResultIngester::new(&js, storage.clone(), metrics.clone()).await?;
     let ingesting = tokio::spawn(ingester.run(stop_rx.clone()));
-    let reaped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let reaping = tokio::spawn(Reaper::new(client.clone(), reaped.clone()).run(stop_rx.clone()));
-    tokio::spawn(schedule(controller.clone(), stop_rx.clone()));
+    let reaping = tokio::spawn(Reaper::new(client.clone(), metrics.tasks_reaped.clone()).run(stop_rx.clone()));
     let rematcher = Rematcher::new(&js, storage.clone()).await?;
-    tokio::spawn(follow_database(client.clone(), rematcher, stop_rx.clone()));
+    tokio::spawn(follow_database(client.clone(), rematcher, metrics.clone(), stop_rx.clone()));
+
+    let defaults = AutoscaleSettings {
+        strategy: cli.autoscale_strategy,
+        min_scanners: cli.min_scanners,
+        max_scanners: cli.max_scanners,
+        ..Default::default()
+    };
+    defaults.validate().context("--autoscale-strategy/--min-scanners/--max-scanners")?;
+    let settings = SettingsStore::open(&js, defaults).await?;
+    let id = cli.id.clone().unwrap_or_else(default_id);
+    let backend = scale_backend(&cli).await?;
+    let autoscale = Arc::new(AutoscaleMetrics::default());
+    let autoscaling = Autoscaling::new(
+        &js,
+        &id,
+        settings.clone(),
+        backend.clone(),
+        controller.clone(),
+        autoscale.clone(),
+        metrics.scaling_events.clone(),
+    )
+    .await?;
+    let electing = tokio::spawn(autoscaling.run(stop_rx.clone()));
+    tokio::spawn(schedule(controller.clone(), autoscale.clone(), stop_rx.clone()));
 
     let state = ApiState {
         controller,
         token: cli.api_token.filter(|t| !t.is_empty()).map(Arc::from),
         client: client.clone(),
-        ingest,
-        reaped,
+        metrics,
+        settings,
+        js: js.clone(),
+        autoscale,
     };
     if state.token.is_none() {
         tracing::warn!("TRAWL_API_TOKEN is not set: the API is read-only");
@@ -117,6 +181,9 @@ async fn run(cli: Cli) -> Result<()> {
     let _ = stop_tx.send(true);
     // With NATS gone, draining the connection would wait for ever: bound the goodbye.
     let finish = async {
+        // Releasing the lease first lets another replica lead within seconds.
+        let _ = electing.await;
+        drop(backend);
         let _ = ingesting.await;
         let _ = reaping.await;
         let _ = client.drain().await;
@@ -133,6 +200,7 @@ async fn run(cli: Cli) -> Result<()> {
 async fn follow_database(
     client: async_nats::Client,
     rematcher: Rematcher,
+    metrics: ControllerMetrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let follower = trawl_dbdist::DbFollower::start(client, None, trawl_dbdist::FollowerConfig::default());
@@ -146,6 +214,11 @@ async fn follow_database(
             Ok(trawl_dbdist::FollowerEvent::Loaded { version }) => {
                 tracing::info!(version, "new vulnerability database");
                 if let Some(db) = follower.current() {
+                    let header = db.header();
+                    metrics.vulndb_version.set(i64::try_from(header.version).unwrap_or(i64::MAX));
+                    if let Ok(built) = chrono::DateTime::parse_from_rfc3339(&header.built_at) {
+                        metrics.vulndb_built.set(built.timestamp());
+                    }
                     let _ = rematcher.on_new_database(db).await;
                 }
             }
@@ -159,13 +232,21 @@ async fn follow_database(
     }
 }
 
-/// Crawls registries with a periodic schedule when they are due.
-async fn schedule(controller: Controller, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Crawls registries with a periodic schedule when they are due — on the
+/// lead controller only, so replicas do not crawl the same registry at once.
+async fn schedule(
+    controller: Controller,
+    autoscale: Arc<AutoscaleMetrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(15));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
+        }
+        if !autoscale.leader.load(std::sync::atomic::Ordering::Relaxed) {
+            continue;
         }
         let due: Vec<(String, u64)> = controller.storage().read(|m| {
             m.registries
@@ -187,6 +268,46 @@ async fn schedule(controller: Controller, mut stop: tokio::sync::watch::Receiver
                 }
             }
         }
+    }
+}
+
+/// Host name and process id: unique per replica, readable in the API.
+fn default_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "controller".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The scale backend `--scale-backend` names.
+async fn scale_backend(cli: &Cli) -> Result<Option<Arc<dyn ScaleBackend>>> {
+    match cli.scale_backend.as_str() {
+        "process" => {
+            let program = match &cli.scanner_program {
+                Some(p) => p.clone(),
+                None => std::env::current_exe()
+                    .context("finding this binary's directory for trawl-scanner (or pass --scanner-program)")?
+                    .with_file_name("trawl-scanner"),
+            };
+            let mut args: Vec<String> = ["worker", "--id", "scanner-{index}"].map(String::from).to_vec();
+            args.extend(cli.scanner_args.iter().filter(|a| !a.is_empty()).cloned());
+            let nats = cli.scanner_nats.clone().unwrap_or_else(|| cli.nats.clone());
+            std::fs::create_dir_all(&cli.scanner_log_dir)
+                .with_context(|| format!("creating --scanner-log-dir {}", cli.scanner_log_dir.display()))?;
+            tracing::info!(program = %program.display(), "scale backend: local scanner processes");
+            Ok(Some(Arc::new(ScannerProcesses::new(ScannerCommand {
+                program,
+                args,
+                // The URL travels in the environment, not the command line `ps` shows.
+                env: vec![("NATS_URL".into(), nats)],
+                // The controller's own secrets stay with it.
+                env_remove: ["TRAWL_API_TOKEN", "NATS_CREDS", "TRAWL_SCANNER_NATS_URL"].map(String::from).to_vec(),
+                log_dir: cli.scanner_log_dir.clone(),
+            }))))
+        }
+        _ => Ok(None),
     }
 }
 

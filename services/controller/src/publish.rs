@@ -52,12 +52,20 @@ pub struct PublishCounts {
 #[derive(Clone)]
 pub struct TaskPublisher {
     js: jetstream::Context,
+    /// New tasks by lane (`trawl_tasks_published_total`), when counted.
+    published: Option<prometheus::IntCounterVec>,
 }
 
 impl TaskPublisher {
     /// A publisher on `js`.
     pub fn new(js: jetstream::Context) -> TaskPublisher {
-        TaskPublisher { js }
+        TaskPublisher { js, published: None }
+    }
+
+    /// The same publisher, counting new tasks by lane in `published`.
+    pub fn counting(mut self, published: prometheus::IntCounterVec) -> TaskPublisher {
+        self.published = Some(published);
+        self
     }
 
     /// Queues one task and waits until JetStream has stored it.
@@ -85,7 +93,13 @@ impl TaskPublisher {
             })?
             .await
             .map_err(|e| failed(&e))?;
-        Ok(if ack.duplicate { Queued::Duplicate } else { Queued::New(ack.sequence) })
+        if ack.duplicate {
+            return Ok(Queued::Duplicate);
+        }
+        if let Some(published) = &self.published {
+            published.with_label_values(&[task.lane.name()]).inc();
+        }
+        Ok(Queued::New(ack.sequence))
     }
 
     /// Queues many tasks, several in flight at once; returns the counts and the failures.

@@ -12,8 +12,6 @@
 use async_nats::jetstream::{self, message::PublishMessage as Publish};
 use futures::StreamExt;
 use serde::Deserialize;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use trawl_protocol::{
     result_msg_id, DeadLetter, FailureKind, ScanFailure, ScanResult, ScanTask, ScannerInfo, TASKS_STREAM,
 };
@@ -34,12 +32,12 @@ pub struct Reaper {
     client: async_nats::Client,
     js: jetstream::Context,
     /// Tasks reaped so far.
-    pub reaped: Arc<AtomicU64>,
+    pub reaped: prometheus::IntCounter,
 }
 
 impl Reaper {
     /// A reaper on `client`.
-    pub fn new(client: async_nats::Client, reaped: Arc<AtomicU64>) -> Reaper {
+    pub fn new(client: async_nats::Client, reaped: prometheus::IntCounter) -> Reaper {
         let js = jetstream::new(client.clone());
         Reaper { client, js, reaped }
     }
@@ -114,7 +112,7 @@ impl Reaper {
             .header("Content-Type", "application/json");
         self.js.send_publish(letter.subject(), publish).await?.await?;
         stream.delete_message(advisory.stream_seq).await?;
-        self.reaped.fetch_add(1, Ordering::Relaxed);
+        self.reaped.inc();
         tracing::warn!(
             sequence = advisory.stream_seq,
             deliveries = advisory.deliveries,

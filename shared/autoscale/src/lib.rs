@@ -10,8 +10,13 @@
 //!   scanner count (`kubernetes`: the scanner Deployment's `scale`
 //!   subresource; `process`: local `trawl-scanner worker` processes; `none`).
 //!
-//! The controller's lead replica runs the loop that joins the two; this crate
-//! knows nothing of NATS.
+//! * [`reconcile`] — one step joining the two: read the count from the
+//!   backend, decide, apply; and stop fighting another actor that keeps
+//!   resetting the count.
+//!
+//! The controller's lead replica calls the reconciler on a timer; this crate
+//! knows nothing of NATS or leadership.
 
 pub mod backend;
+pub mod reconcile;
 pub mod strategy;

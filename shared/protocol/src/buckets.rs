@@ -15,6 +15,17 @@ pub const REGISTRIES_BUCKET: &str = "TRAWL_REGISTRIES";
 pub const LAYERS_BUCKET: &str = "TRAWL_LAYERS";
 /// Controller coordination records.
 pub const CONTROL_BUCKET: &str = "TRAWL_CONTROL";
+/// Settings changed at run time (key [`AUTOSCALE_SETTINGS_KEY`]), kept without expiry.
+pub const SETTINGS_BUCKET: &str = "TRAWL_SETTINGS";
+/// The autoscaler's settings in [`SETTINGS_BUCKET`].
+pub const AUTOSCALE_SETTINGS_KEY: &str = "autoscale";
+/// The lead controller's lease ([`LEADER_KEY`]) and status; entries expire
+/// after the bucket's max_age unless renewed.
+pub const LEADER_BUCKET: &str = "TRAWL_LEADER";
+/// The lease key in [`LEADER_BUCKET`].
+pub const LEADER_KEY: &str = "lead";
+/// The leader's autoscaler status in [`LEADER_BUCKET`].
+pub const AUTOSCALE_STATUS_KEY: &str = "autoscale";
 
 /// Largest encoded report kept in the [`REPORTS_BUCKET`] key-value bucket
 /// (its values are limited to 1 MiB, headers included).

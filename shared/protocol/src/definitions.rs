@@ -24,6 +24,8 @@ pub const STREAMS: &[(&str, &str)] = &[
     ("KV_TRAWL_SCANNERS", include_str!("../../../nats/kv/TRAWL_SCANNERS.json")),
     ("KV_TRAWL_LAYERS", include_str!("../../../nats/kv/TRAWL_LAYERS.json")),
     ("KV_TRAWL_CONTROL", include_str!("../../../nats/kv/TRAWL_CONTROL.json")),
+    ("KV_TRAWL_SETTINGS", include_str!("../../../nats/kv/TRAWL_SETTINGS.json")),
+    ("KV_TRAWL_LEADER", include_str!("../../../nats/kv/TRAWL_LEADER.json")),
     ("KV_TRAWL_DB_ANNOUNCE", include_str!("../../../nats/kv/TRAWL_DB_ANNOUNCE.json")),
     ("OBJ_TRAWL_LARGE_REPORTS", include_str!("../../../nats/objects/TRAWL_LARGE_REPORTS.json")),
     ("OBJ_TRAWL_DB", include_str!("../../../nats/objects/TRAWL_DB.json")),

@@ -40,6 +40,14 @@ impl Lane {
     /// Both lanes, in the order scanners serve them.
     pub const ALL: [Lane; 2] = [Lane::High, Lane::Bulk];
 
+    /// The lane's name (`high`, `bulk`), as metrics and the API label it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::High => "high",
+            Lane::Bulk => "bulk",
+        }
+    }
+
     /// The lane's subject (`trawl.tasks.high`).
     pub fn subject(self) -> &'static str {
         match self {

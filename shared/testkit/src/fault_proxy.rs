@@ -1,6 +1,7 @@
 //! A reverse proxy in front of a real [`Registry`](crate::Registry) that answers chosen
 //! requests with errors: HTTP 500s, 429s with `Retry-After`, for every matching request or
-//! only the first few.
+//! only the first few — or forwards them late ([`FaultRule::slow`]), so that scans take a
+//! known time.
 //!
 //! Why: a real `docker-registry` cannot be told to fail. Rate limits, server errors and flaky
 //! upstreams are what a scanner's retry logic exists for, and testing that logic against the
@@ -72,6 +73,8 @@ pub struct FaultRule {
     body: Bytes,
     content_type: &'static str,
     limit: Option<u64>,
+    /// Forward after this long instead of answering with the fault ([`FaultRule::slow`]).
+    delay: Option<std::time::Duration>,
 }
 
 impl FaultRule {
@@ -93,7 +96,14 @@ impl FaultRule {
             )),
             content_type: "text/plain; charset=utf-8",
             limit: None,
+            delay: None,
         }
+    }
+
+    /// Forwards matching requests to the registry after `delay`, as a slow
+    /// or distant registry answers: scans then take a predictable time.
+    pub fn slow(pattern: &str, delay: std::time::Duration) -> FaultRule {
+        FaultRule { delay: Some(delay), ..FaultRule::status(pattern, 200) }
     }
 
     /// Answers matching requests `429 Too Many Requests` with `Retry-After: <seconds>` and the
@@ -350,7 +360,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             .cloned()
     };
     match rule {
-        Some(active) => fault_response(&active.rule),
+        Some(active) => match active.rule.delay {
+            Some(delay) => {
+                tokio::time::sleep(delay).await;
+                forward(&shared, request).await
+            }
+            None => fault_response(&active.rule),
+        },
         None => forward(&shared, request).await,
     }
 }
