@@ -70,7 +70,7 @@ struct Cli {
     /// `process` backend: the scanner program (default: `trawl-scanner` beside this binary).
     #[arg(long, env = "TRAWL_SCANNER_PROGRAM", value_name = "PATH")]
     scanner_program: Option<PathBuf>,
-    /// `process` backend: extra arguments after `worker --id scanner-{index}`
+    /// `process` backend: extra arguments after `worker --id <id>-scanner-{index}`
     /// (repeatable, or space-separated in the variable; `{index}` is replaced).
     #[arg(
         long = "scanner-arg",
@@ -291,7 +291,10 @@ async fn scale_backend(cli: &Cli) -> Result<Option<Arc<dyn ScaleBackend>>> {
                     .context("finding this binary's directory for trawl-scanner (or pass --scanner-program)")?
                     .with_file_name("trawl-scanner"),
             };
-            let mut args: Vec<String> = ["worker", "--id", "scanner-{index}"].map(String::from).to_vec();
+            // The replica's id in the scanner ids: after a failover the new
+            // leader's scanners never share an id with the old one's draining ones.
+            let id = cli.id.clone().unwrap_or_else(default_id);
+            let mut args: Vec<String> = vec!["worker".into(), "--id".into(), format!("{id}-scanner-{{index}}")];
             args.extend(cli.scanner_args.iter().filter(|a| !a.is_empty()).cloned());
             let nats = cli.scanner_nats.clone().unwrap_or_else(|| cli.nats.clone());
             std::fs::create_dir_all(&cli.scanner_log_dir)

@@ -174,3 +174,66 @@ async fn scanners_scale_from_one_to_max_drain_the_queue_and_return_to_min() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_mid_scale_up_hands_scaling_to_the_other_within_max() {
+    const IMAGES: usize = 120;
+    const MAX: usize = 3;
+    let mut stack = Stack::start();
+    common::push_numbered(&stack.registry, IMAGES, 10).await;
+    let proxy = trawl_testkit::FaultProxy::start(&stack.registry).unwrap();
+    proxy.add_rule(trawl_testkit::FaultRule::slow("/v2/*/blobs/*", Duration::from_millis(400)));
+    let db = stack.db.to_str().unwrap().to_string();
+    let scanner = trawl_testkit::workspace_binary("trawl-scanner").unwrap();
+    let logs = stack.dir.path().to_str().unwrap().to_string();
+    let args = format!("--db {db} --concurrency 2");
+    for id in ["ctl-a", "ctl-b"] {
+        stack.start_controller_with_env(&[
+            ("TRAWL_CONTROLLER_ID", id),
+            ("TRAWL_SCALE_BACKEND", "process"),
+            ("TRAWL_SCANNER_PROGRAM", scanner.to_str().unwrap()),
+            ("TRAWL_SCANNER_ARGS", &args),
+            ("TRAWL_SCANNER_LOG_DIR", &logs),
+        ]);
+    }
+    let settings = json!({"strategy": "immediate", "min_scanners": 1, "max_scanners": MAX});
+    assert_eq!(stack.send(1, "PUT", "/api/v1/settings/autoscale", Some(settings)).await.0, 200);
+    wait_status(&stack, 1, "ctl-a leading with the settings", |v| {
+        v["status"]["leader"] == "ctl-a" && v["status"]["settings"]["max_scanners"] == MAX
+    })
+    .await;
+    stack.add_registry_at("local", &proxy.url(), json!({})).await;
+    assert_eq!(stack.send(1, "POST", "/api/v1/registries/local/scan", None).await.0, 202);
+    // Mid scale-up: the leader has started some scanners, not all.
+    wait_status(&stack, 1, "the scale-up under way", |v| v["status"]["scanners"]["desired"].as_u64() >= Some(2)).await;
+    stack.controllers[0].process.kill();
+    let killed = Instant::now();
+
+    let scanners_of = |id: &str| processes_mentioning(&format!("{id}-scanner-")).len();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut took_over = None;
+    loop {
+        // The new leader's scanners never exceed the maximum; the old
+        // leader's die with it (they drain their in-flight scans first).
+        assert!(scanners_of("ctl-b") <= MAX, "ctl-b runs {} scanners", scanners_of("ctl-b"));
+        if killed.elapsed() > Duration::from_secs(30) {
+            assert_eq!(scanners_of("ctl-a"), 0, "the dead leader's scanners are gone after their drain");
+            assert!(scanners_of("ctl-a") + scanners_of("ctl-b") <= MAX);
+        }
+        let (_, view) = stack.get(1, "/api/v1/settings/autoscale").await;
+        assert!(view["status"]["scanners"]["desired"].as_u64().unwrap_or(0) <= MAX as u64, "{view}");
+        if took_over.is_none() && view["status"]["leader"] == "ctl-b" {
+            took_over = Some(killed.elapsed());
+        }
+        let (_, registry) = stack.get(1, "/api/v1/registries/local").await;
+        if took_over.is_some() && registry["images_total"] == IMAGES as u64 && registry["queued"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not finished: {registry}\n{view}\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took_over = took_over.unwrap();
+    assert!(took_over < Duration::from_secs(20), "failover took {took_over:?}");
+    let (_, images) = stack.get(1, "/api/v1/images?registry=local").await;
+    assert!(images.as_array().unwrap().iter().all(|i| i["status"] == "scanned"), "every image scanned: {images}");
+}
