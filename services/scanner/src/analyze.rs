@@ -96,6 +96,8 @@ pub struct ImageAnalysis {
     pub bytes_read: u64,
     /// Layers whose inventory came from the layer cache instead of their blob.
     pub layer_cache_hits: u64,
+    /// Layers looked up in the layer cache and not found there, so walked (0 without a cache).
+    pub layer_cache_misses: u64,
 }
 
 /// A store of layer inventories keyed by layer digest, shared by analyses
@@ -242,16 +244,23 @@ impl Analyzer {
             .collect()
             .await;
         let mut stack = LayerStack::new();
-        let (mut bytes_read, mut layer_cache_hits) = (0, 0);
+        let (mut bytes_read, mut layer_cache_hits, mut layer_cache_misses) = (0, 0, 0);
         // Stacked bottom first whatever the source of each inventory, so the
         // result does not depend on which layers the cache held.
         for (layer, result) in image.layers.iter().zip(walked) {
             let layer_result = result?;
             bytes_read += layer_result.bytes;
             layer_cache_hits += u64::from(layer_result.cached);
+            layer_cache_misses += u64::from(self.layer_cache.is_some() && !layer_result.cached);
             stack.push(Some(&layer.digest), &layer_result.inventory);
         }
-        Ok(ImageAnalysis { identity: identity_of(&image), inventory: stack.finish(), bytes_read, layer_cache_hits })
+        Ok(ImageAnalysis {
+            identity: identity_of(&image),
+            inventory: stack.finish(),
+            bytes_read,
+            layer_cache_hits,
+            layer_cache_misses,
+        })
     }
 
     /// One layer's inventory: from the cache when it has it, else walked
@@ -346,6 +355,7 @@ impl Analyzer {
             inventory,
             bytes_read: layer.bytes,
             layer_cache_hits: 0,
+            layer_cache_misses: 0,
         })
     }
 }

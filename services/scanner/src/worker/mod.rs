@@ -32,6 +32,10 @@
 //! against a cluster whose results matter: every image it touches shows as
 //! scanned, with no packages and no findings.
 //!
+//! `--metrics-listen` ([`WorkerConfig::metrics_listen`]) serves the worker's
+//! Prometheus metrics and a health check over HTTP ([`metrics`]); the
+//! heartbeat's counts are read from the same metrics.
+//!
 //! The worker creates no stream, consumer or bucket (least privilege: it
 //! needs to pull, publish results and dead letters, read registry
 //! configurations and write heartbeats and the layer cache). It waits for
@@ -42,6 +46,7 @@
 
 pub mod classify;
 pub mod heartbeat;
+pub mod metrics;
 pub mod registries;
 
 use crate::analyze::{Analyzer, AnalyzerOptions, LayerCache};
@@ -51,7 +56,8 @@ use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::{self, consumer::PullConsumer, kv, message::PublishMessage, AckKind};
 use classify::{classify, decide, Classified, Decision};
 use futures::{FutureExt, StreamExt};
-use heartbeat::{Counters, Identity, Stats, DRAINING};
+use heartbeat::{Counters, Identity, Pulled, Stats, DRAINING};
+use metrics::{Health, ListenError, MetricsServer, WorkerMetrics, RETRY_PUBLISH_FAILED, RETRY_SHUTDOWN};
 use registries::{RegistryDirectory, RegistryLookupError};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -109,6 +115,9 @@ pub struct WorkerConfig {
     /// Benchmarks only: answer every task with an empty successful report
     /// without pulling or matching anything (see the module docs).
     pub noop_scan: bool,
+    /// Serve `/metrics` and `/healthz` on this address (`HOST:PORT` or
+    /// `:PORT`; port 0 picks a free one); `None`: no HTTP endpoint.
+    pub metrics_listen: Option<String>,
 }
 
 impl WorkerConfig {
@@ -125,6 +134,7 @@ impl WorkerConfig {
             analyzer: AnalyzerOptions::default(),
             layer_cache: true,
             noop_scan: false,
+            metrics_listen: None,
         }
     }
 
@@ -139,6 +149,9 @@ impl WorkerConfig {
         }
         if self.scan_timeout.is_zero() {
             return invalid("the scan timeout must be longer than zero");
+        }
+        if self.metrics_listen.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return invalid("the metrics address must not be empty (HOST:PORT or :PORT)");
         }
         Ok(())
     }
@@ -190,6 +203,9 @@ pub enum WorkerError {
     /// The NATS connection settings are unusable (retrying would not help).
     #[error(transparent)]
     Nats(DistError),
+    /// The metrics endpoint could not bind its address.
+    #[error(transparent)]
+    Metrics(#[from] ListenError),
 }
 
 /// Registers for SIGTERM and SIGINT now (so a signal from this point on is
@@ -219,6 +235,28 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Counters, WorkerError> {
     config.validate()?;
+    let metrics = WorkerMetrics::new(&config.id, env!("CARGO_PKG_VERSION"));
+    let health = Health::default();
+    // Bound before anything else, so a taken port fails the start at once.
+    let server = match &config.metrics_listen {
+        Some(addr) => Some(MetricsServer::start(addr, metrics.clone(), health.clone()).await?),
+        None => None,
+    };
+    let result = run_with(config, nats, db, shutdown, metrics, health).await;
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    result
+}
+
+async fn run_with(
+    config: WorkerConfig,
+    nats: NatsSettings,
+    db: DbSource,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    metrics: WorkerMetrics,
+    health: Health,
+) -> Result<Counters, WorkerError> {
     let stop = CancellationToken::new();
     {
         let stop = stop.clone();
@@ -227,7 +265,7 @@ pub async fn run(
             stop.cancel();
         });
     }
-    let stats = Arc::new(Stats::new(config.concurrency));
+    let stats = Arc::new(Stats::new(config.concurrency, metrics.clone()));
     let Some(client) = connect(&nats, &config.id, &stop).await? else { return Ok(stats.snapshot()) };
     let mut js = jetstream::new(client.clone());
     js.set_timeout(REQUEST_TIMEOUT);
@@ -240,6 +278,10 @@ pub async fn run(
             (DbView::Follow(follower.handle()), Some(follower))
         }
     };
+    {
+        let view = db_view.clone();
+        metrics.watch_database(move || view.current());
+    }
 
     let who = Identity {
         id: config.id.clone(),
@@ -312,9 +354,11 @@ pub async fn run(
         for index in 0..worker.config.concurrency {
             slots.spawn(worker.clone().slot(index));
         }
+        health.set_running();
     }
 
     stop.cancelled().await;
+    health.set_draining();
     drain(&worker, &mut slots).await;
     beat_stop.cancel();
     let _ = beating.await;
@@ -518,6 +562,8 @@ struct Scanned {
     bytes: u64,
     /// Layers taken from the layer cache.
     cache_hits: u64,
+    /// Layers the layer cache did not hold.
+    cache_misses: u64,
 }
 
 /// `--noop-scan`'s answer to `task`: a valid report of an image with no
@@ -656,6 +702,7 @@ impl Worker {
         if self.stop.is_cancelled() {
             // Taken as the worker was told to stop: straight back to the queue for another worker.
             self.nak(&msg, None).await;
+            self.stats.retried(RETRY_SHUTDOWN);
             self.log(&d, None, Outcome::HandedBack);
             return;
         }
@@ -670,6 +717,7 @@ impl Worker {
         match scanned {
             None => {
                 self.nak(&msg, None).await;
+                self.stats.retried(RETRY_SHUTDOWN);
                 self.log(&d, Some(&task), Outcome::HandedBack);
             }
             Some(Ok(scanned)) => self.deliver(&msg, &d, task, scanned).await,
@@ -723,7 +771,7 @@ impl Worker {
         if self.config.noop_scan {
             // The task was checked as a real scan would check it; nothing is pulled or matched.
             let report = noop_report(task, self.db.current().as_deref());
-            return Ok(Scanned { report, bytes: 0, cache_hits: 0 });
+            return Ok(Scanned { report, bytes: 0, cache_hits: 0, cache_misses: 0 });
         }
         let source = self.registries.options_for(&task.registry, &name.registry, &self.config.analyzer.source).await?;
         let db = self
@@ -739,12 +787,13 @@ impl Worker {
             .analyze_reference(&reference)
             .await
             .map_err(|e| TaskFailure { classified: classify(&e), message: e.to_string() })?;
-        let (bytes, cache_hits) = (analysis.bytes_read, analysis.layer_cache_hits);
+        let (bytes, cache_hits, cache_misses) =
+            (analysis.bytes_read, analysis.layer_cache_hits, analysis.layer_cache_misses);
         // Matching is CPU work: off the async threads, which keep acknowledging and beating.
         let report = tokio::task::spawn_blocking(move || build_report(analysis, &db))
             .await
             .map_err(|e| TaskFailure::new(FailureKind::Internal, format!("matching failed: {e}")))?;
-        Ok(Scanned { report, bytes, cache_hits })
+        Ok(Scanned { report, bytes, cache_hits, cache_misses })
     }
 
     /// Publishes the result, then acknowledges the task.
@@ -767,16 +816,19 @@ impl Worker {
                 return self.fail(msg, d, task, TaskFailure::new(FailureKind::TooLarge, message)).await;
             }
             // Not stored, so not acknowledged: the task comes back, here or elsewhere.
-            let delay = self.retry(msg, d, self.backoff(d.delivered)).await;
+            let delay = self.retry(msg, d, self.backoff(d.delivered), RETRY_PUBLISH_FAILED).await;
             let error = format!("cannot publish the result: {e}");
             self.log(d, Some(&task), Outcome::Retry { kind: FailureKind::Internal, delay, error: &error });
             return;
         }
+        let took = d.started.elapsed();
         if let Err(e) = msg.double_ack().await {
             // The result is stored; a redelivery's result will collapse into it (same Nats-Msg-Id).
             tracing::warn!(reference = %task.reference, "result stored but the task acknowledgement failed: {e}");
         }
-        self.stats.scanned(scanned.bytes, scanned.cache_hits);
+        let pulled =
+            Pulled { bytes: scanned.bytes, cache_hits: scanned.cache_hits, cache_misses: scanned.cache_misses };
+        self.stats.scanned(lane_name(d.lane), took, pulled);
         self.log(d, Some(&task), Outcome::Scanned { findings, digest });
     }
 
@@ -785,7 +837,7 @@ impl Worker {
         let kind = failure.classified.kind;
         match decide(failure.classified, d.delivered, d.max_deliver, self.config.retry_delay) {
             Decision::Retry(delay) => {
-                let delay = self.retry(msg, d, delay).await;
+                let delay = self.retry(msg, d, delay, kind.as_str()).await;
                 self.log(d, Some(&task), Outcome::Retry { kind, delay, error: &failure.message });
             }
             Decision::Bury => {
@@ -803,7 +855,7 @@ impl Worker {
                     self.bury_failed(msg, d, Some(&task), &e).await;
                     return;
                 }
-                self.stats.failed();
+                self.stats.failed(lane_name(d.lane), d.started.elapsed(), kind);
                 self.log(d, Some(&task), Outcome::Failed { kind, error: &failure.message });
             }
         }
@@ -817,7 +869,7 @@ impl Worker {
             self.bury_failed(msg, d, None, &e).await;
             return;
         }
-        self.stats.failed();
+        self.stats.failed(lane_name(d.lane), d.started.elapsed(), FailureKind::BadTask);
         self.log(d, None, Outcome::Failed { kind: FailureKind::BadTask, error });
     }
 
@@ -843,7 +895,7 @@ impl Worker {
 
     /// The failure could not be recorded: the task comes back later to try again.
     async fn bury_failed(&self, msg: &jetstream::Message, d: &Delivery, task: Option<&ScanTask>, error: &str) {
-        let delay = self.retry(msg, d, self.backoff(d.delivered)).await;
+        let delay = self.retry(msg, d, self.backoff(d.delivered), RETRY_PUBLISH_FAILED).await;
         let error = format!("cannot record the failure: {error}");
         self.log(d, task, Outcome::Retry { kind: FailureKind::Internal, delay, error: &error });
     }
@@ -855,12 +907,13 @@ impl Worker {
         }
     }
 
-    /// Hands the task back to come again after `wanted`; returns when it is expected back.
-    async fn retry(&self, msg: &jetstream::Message, d: &Delivery, wanted: Duration) -> Duration {
+    /// Hands the task back to come again after `wanted`, for `reason` (one
+    /// of [`metrics::RETRY_REASONS`]); returns when it is expected back.
+    async fn retry(&self, msg: &jetstream::Message, d: &Delivery, wanted: Duration, reason: &str) -> Duration {
         let lane = &self.lanes[d.lane_index];
         let (sent, expected) = classify::nak_delay(wanted, d.delivered, lane.ack_wait, &lane.backoff);
         self.nak(msg, Some(sent)).await;
-        self.stats.retried();
+        self.stats.retried(reason);
         expected
     }
 

@@ -341,6 +341,13 @@ pub struct WorkerArgs {
     /// matching), to measure the queue's own overhead. Every image touched shows as scanned.
     #[arg(long, hide = true)]
     pub noop_scan: bool,
+
+    /// Serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on this address.
+    ///
+    /// HOST:PORT (127.0.0.1:9090, [::]:9090) or :PORT for every IPv4 interface; port 0 picks a free
+    /// one. The address bound is logged ("metrics listening on …"). Off unless given.
+    #[arg(long, env = "TRAWL_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 impl WorkerArgs {
@@ -370,6 +377,7 @@ impl WorkerArgs {
             analyzer,
             layer_cache: self.layer_cache,
             noop_scan: self.noop_scan,
+            metrics_listen: self.metrics_listen.clone(),
             ..trawl_scanner::worker::WorkerConfig::new(id)
         })
     }
