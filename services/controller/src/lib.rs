@@ -17,5 +17,4 @@ pub mod publish;
 pub mod reaper;
 pub mod registry;
 pub mod rematch;
-pub mod scanner_processes;
 pub mod storage;

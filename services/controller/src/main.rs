@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use trawl_autoscale::backend::kubernetes::KubernetesScaler;
+use trawl_autoscale::backend::process::{ProcessCommand, ProcessScaler};
 use trawl_autoscale::backend::ScaleBackend;
 use trawl_autoscale::strategy::AutoscaleSettings;
 use trawl_controller::api::{self, ApiState};
@@ -17,7 +19,6 @@ use trawl_controller::ingest::ResultIngester;
 use trawl_controller::metrics::ControllerMetrics;
 use trawl_controller::reaper::Reaper;
 use trawl_controller::rematch::Rematcher;
-use trawl_controller::scanner_processes::{ScannerCommand, ScannerProcesses};
 use trawl_controller::storage::Storage;
 use trawl_protocol::registry::Schedule;
 
@@ -54,9 +55,10 @@ struct Cli {
     /// This replica's name in the lead-controller election (default: host name and process id).
     #[arg(long, env = "TRAWL_CONTROLLER_ID", value_name = "ID")]
     id: Option<String>,
-    /// How the lead controller changes the scanner count: `process` (local
+    /// How the lead controller changes the scanner count: `kubernetes` (the
+    /// scanner Deployment's scale subresource), `process` (local
     /// `trawl-scanner worker` processes) or `none`.
-    #[arg(long, env = "TRAWL_SCALE_BACKEND", default_value = "none", value_parser = ["none", "process"])]
+    #[arg(long, env = "TRAWL_SCALE_BACKEND", default_value = "none", value_parser = ["none", "process", "kubernetes"])]
     scale_backend: String,
     /// Autoscale strategy until one is stored through the API: delayed, immediate, proportional, disabled.
     #[arg(long, env = "TRAWL_AUTOSCALE_STRATEGY", default_value = "delayed")]
@@ -80,6 +82,12 @@ struct Cli {
         value_delimiter = ' '
     )]
     scanner_args: Vec<String>,
+    /// `kubernetes` backend: namespace of the scanner Deployment (default: the controller's own).
+    #[arg(long, env = "TRAWL_K8S_NAMESPACE")]
+    k8s_namespace: Option<String>,
+    /// `kubernetes` backend: name of the scanner Deployment.
+    #[arg(long, env = "TRAWL_K8S_DEPLOYMENT", default_value = "trawl-scanner")]
+    k8s_deployment: String,
     /// `process` backend: the NATS URL the scanners use (their own user); default: --nats.
     #[arg(long, env = "TRAWL_SCANNER_NATS_URL", hide_env_values = true, value_name = "URL")]
     scanner_nats: Option<String>,
@@ -180,10 +188,14 @@ async fn run(cli: Cli) -> Result<()> {
         .context("serving the API")?;
     let _ = stop_tx.send(true);
     // With NATS gone, draining the connection would wait for ever: bound the goodbye.
+    // Releasing the lease first lets another replica lead within seconds.
+    let _ = tokio::time::timeout(Duration::from_secs(5), electing).await;
+    // Local scanners finish or hand back their tasks (the worker's own drain
+    // bound applies); a Deployment's pods stay.
+    if let Some(backend) = &backend {
+        backend.shutdown(Duration::from_secs(20)).await;
+    }
     let finish = async {
-        // Releasing the lease first lets another replica lead within seconds.
-        let _ = electing.await;
-        drop(backend);
         let _ = ingesting.await;
         let _ = reaping.await;
         let _ = client.drain().await;
@@ -300,15 +312,24 @@ async fn scale_backend(cli: &Cli) -> Result<Option<Arc<dyn ScaleBackend>>> {
             std::fs::create_dir_all(&cli.scanner_log_dir)
                 .with_context(|| format!("creating --scanner-log-dir {}", cli.scanner_log_dir.display()))?;
             tracing::info!(program = %program.display(), "scale backend: local scanner processes");
-            Ok(Some(Arc::new(ScannerProcesses::new(ScannerCommand {
-                program,
-                args,
-                // The URL travels in the environment, not the command line `ps` shows.
-                env: vec![("NATS_URL".into(), nats)],
-                // The controller's own secrets stay with it.
-                env_remove: ["TRAWL_API_TOKEN", "NATS_CREDS", "TRAWL_SCANNER_NATS_URL"].map(String::from).to_vec(),
-                log_dir: cli.scanner_log_dir.clone(),
-            }))))
+            let mut command = ProcessCommand::new(program, cli.scanner_log_dir.clone());
+            command.args = args;
+            // The URL travels in the environment, not the command line `ps` shows.
+            command.env = vec![("NATS_URL".into(), nats)];
+            // The controller's own secrets stay with it.
+            command.env_remove = ["TRAWL_API_TOKEN", "NATS_CREDS", "TRAWL_SCANNER_NATS_URL"].map(String::from).to_vec();
+            Ok(Some(Arc::new(ProcessScaler::new(command))))
+        }
+        "kubernetes" => {
+            let scaler = KubernetesScaler::in_cluster_or_kubeconfig(cli.k8s_namespace.as_deref(), &cli.k8s_deployment)
+                .await
+                .context("connecting to the Kubernetes API for --scale-backend kubernetes")?;
+            tracing::info!(
+                namespace = scaler.namespace(),
+                deployment = scaler.deployment(),
+                "scale backend: the scanner Deployment's scale subresource"
+            );
+            Ok(Some(Arc::new(scaler)))
         }
         _ => Ok(None),
     }

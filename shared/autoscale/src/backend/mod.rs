@@ -1,15 +1,34 @@
 //! Backends that read and change the number of scanners.
+//!
+//! The strategy decides a count; a backend makes it so and reports what is
+//! really there, so a reconcile loop always starts from the truth:
+//!
+//! * [`kubernetes::KubernetesScaler`] — the scanner Deployment's `scale`
+//!   subresource, for a cluster (RBAC: `get` and `patch` on
+//!   `deployments/scale`, nothing else).
+//! * [`process::ProcessScaler`] — local `trawl-scanner worker` processes, for
+//!   the demo, load tests and end-to-end tests on one machine.
+//! * [`none::NoScaler`] — `--scale-backend none`: reports, refuses changes.
 
 use async_trait::async_trait;
+use std::time::Duration;
+
+pub mod kubernetes;
+pub mod none;
+pub mod process;
 
 /// The scanner count as a backend sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ScaleState {
     /// Scanners asked for (a Deployment's `spec.replicas`, processes started).
     pub desired: u32,
-    /// Scanners running now (a Deployment's `status.replicas`, live processes).
+    /// Scanners running now (a Deployment's `status.replicas`; processes
+    /// alive and not stopping).
     pub current: u32,
-    /// Scanners ready to take tasks (a Deployment's `status.readyReplicas`).
+    /// Scanners ready to take tasks, as far as the backend can tell: live,
+    /// unstopped processes; for a Deployment `status.replicas` again, because
+    /// the `scale` subresource carries no readiness (the controller counts
+    /// ready scanners from their heartbeats instead).
     pub ready: u32,
 }
 
@@ -32,6 +51,17 @@ pub enum ScaleError {
         /// The error.
         reason: String,
     },
+    /// The count kept changing under the change: every attempt met a newer
+    /// version (HTTP 409 Conflict) — another actor is writing it too.
+    #[error(
+        "{what}: the count changed under each of {attempts} attempts (409 Conflict); another actor is changing it"
+    )]
+    Conflict {
+        /// What was being done.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
 }
 
 /// Reads and sets the number of scanners.
@@ -46,4 +76,12 @@ pub trait ScaleBackend: Send + Sync {
     /// Asks for `replicas` scanners. Removing scanners must let each removed
     /// one finish or give back its in-flight task (SIGTERM, not SIGKILL).
     async fn set_desired(&self, replicas: u32) -> Result<(), ScaleError>;
+
+    /// Stops what this backend started, when the controller exits: scanners
+    /// that would not outlive it get SIGTERM and up to `grace` to drain.
+    /// The default does nothing, which is right for scanners the backend does
+    /// not own (a Deployment keeps its pods when the controller stops).
+    async fn shutdown(&self, grace: Duration) {
+        let _ = grace;
+    }
 }
