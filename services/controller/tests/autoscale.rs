@@ -209,7 +209,11 @@ async fn killing_the_leader_mid_scale_up_hands_scaling_to_the_other_within_max()
     stack.controllers[0].process.kill();
     let killed = Instant::now();
 
-    let scanners_of = |id: &str| processes_mentioning(&format!("{id}-scanner-")).len();
+    // This stack's scanners of controller `id` (the database path is unique to the stack).
+    let scanners_of = |id: &str| {
+        let mine = processes_mentioning(&db);
+        processes_mentioning(&format!("{id}-scanner-")).into_iter().filter(|p| mine.contains(p)).count()
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut took_over = None;
     loop {
@@ -233,6 +237,7 @@ async fn killing_the_leader_mid_scale_up_hands_scaling_to_the_other_within_max()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took_over = took_over.unwrap();
+    eprintln!("failover: ctl-b leads {took_over:?} after ctl-a was killed");
     assert!(took_over < Duration::from_secs(20), "failover took {took_over:?}");
     let (_, images) = stack.get(1, "/api/v1/images?registry=local").await;
     assert!(images.as_array().unwrap().iter().all(|i| i["status"] == "scanned"), "every image scanned: {images}");

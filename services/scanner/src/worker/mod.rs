@@ -90,6 +90,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest pause between attempts to connect or to find the streams.
 const MAX_SETUP_RETRY: Duration = Duration::from_secs(10);
+/// How long the last words to NATS (heartbeat removal, flush) may take when stopping.
+const GOODBYE_GRACE: Duration = Duration::from_secs(5);
+
 /// How long in-flight scans get to hand their tasks back after the drain timeout.
 const ABORT_GRACE: Duration = Duration::from_secs(10);
 
@@ -361,12 +364,19 @@ async fn run_with(
     health.set_draining();
     drain(&worker, &mut slots).await;
     beat_stop.cancel();
-    let _ = beating.await;
-    if let Err(e) = bound.scanners.delete(&who.key).await {
-        tracing::warn!("cannot delete the heartbeat (it expires by itself): {e}");
+    // With NATS unreachable each of these would wait for a reconnection that
+    // may never come: the goodbye is bounded, what is not said expires by itself.
+    let goodbye = async {
+        let _ = beating.await;
+        if let Err(e) = bound.scanners.delete(&who.key).await {
+            tracing::warn!("cannot delete the heartbeat (it expires by itself): {e}");
+        }
+        // Hand-backs are fire-and-forget: make sure they left before the connection closes.
+        let _ = client.flush().await;
+    };
+    if tokio::time::timeout(GOODBYE_GRACE, goodbye).await.is_err() {
+        tracing::warn!("NATS did not answer while stopping; exiting anyway (unacknowledged tasks are redelivered)");
     }
-    // Hand-backs are fire-and-forget: make sure they left before the connection closes.
-    let _ = client.flush().await;
     let counters = stats.snapshot();
     tracing::info!(
         scanned = counters.scanned,
