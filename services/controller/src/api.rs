@@ -35,8 +35,8 @@ pub struct ApiState {
     pub metrics: crate::metrics::ControllerMetrics,
     /// The autoscale settings.
     pub settings: crate::autoscale::SettingsStore,
-    /// JetStream, for the leader's published status.
-    pub js: async_nats::jetstream::Context,
+    /// The leader's published autoscale status.
+    pub status: crate::autoscale::PublishedStatus,
     /// This replica's autoscaling state, for `/metrics`.
     pub autoscale: Arc<crate::autoscale::AutoscaleMetrics>,
 }
@@ -344,7 +344,7 @@ struct AutoscaleView {
 
 async fn autoscale_view(state: &ApiState) -> ApiResult<AutoscaleView> {
     let settings = state.settings.get().await?;
-    Ok(AutoscaleView { settings, status: crate::autoscale::published_status(&state.js).await })
+    Ok(AutoscaleView { settings, status: state.status.get().await })
 }
 
 async fn autoscale_settings(State(state): State<ApiState>) -> ApiResult<Json<AutoscaleView>> {
@@ -401,7 +401,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     }
     m.controller_leader.set(i64::from(state.autoscale.leader.load(Ordering::Relaxed)));
     // The scanner count and strategy as the leader last saw them: the same on every replica.
-    if let Some(status) = crate::autoscale::published_status(&state.js).await {
+    if let Some(status) = state.status.get().await {
         if let Some(s) = status.scanners {
             m.scanners_desired.set(i64::from(s.desired));
             m.scanners_current.set(i64::from(s.current));

@@ -306,11 +306,22 @@ impl Autoscaling {
     }
 }
 
-/// The leader's published status, read by any replica's API.
-pub async fn published_status(js: &jetstream::Context) -> Option<AutoscaleStatus> {
-    let kv = js.get_key_value(LEADER_BUCKET).await.ok()?;
-    let bytes = kv.get(AUTOSCALE_STATUS_KEY).await.ok()??;
-    serde_json::from_slice(&bytes).ok()
+/// The leader's published status in `TRAWL_LEADER`, read by any replica's API.
+#[derive(Clone)]
+pub struct PublishedStatus(kv::Store);
+
+impl PublishedStatus {
+    /// Opens the bucket once, for every later read.
+    pub async fn open(js: &jetstream::Context) -> anyhow::Result<PublishedStatus> {
+        let kv = js.get_key_value(LEADER_BUCKET).await.map_err(|e| anyhow::anyhow!("opening {LEADER_BUCKET}: {e}"))?;
+        Ok(PublishedStatus(kv))
+    }
+
+    /// The status, while a leader publishes one.
+    pub async fn get(&self) -> Option<AutoscaleStatus> {
+        let bytes = self.0.get(AUTOSCALE_STATUS_KEY).await.ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -13,7 +13,7 @@ use trawl_autoscale::backend::process::{ProcessCommand, ProcessScaler};
 use trawl_autoscale::backend::ScaleBackend;
 use trawl_autoscale::strategy::AutoscaleSettings;
 use trawl_controller::api::{self, ApiState};
-use trawl_controller::autoscale::{AutoscaleMetrics, Autoscaling, SettingsStore};
+use trawl_controller::autoscale::{AutoscaleMetrics, Autoscaling, PublishedStatus, SettingsStore};
 use trawl_controller::controller::Controller;
 use trawl_controller::ingest::ResultIngester;
 use trawl_controller::metrics::ControllerMetrics;
@@ -166,7 +166,7 @@ async fn run(cli: Cli) -> Result<()> {
         client: client.clone(),
         metrics,
         settings,
-        js: js.clone(),
+        status: PublishedStatus::open(&js).await?,
         autoscale,
     };
     if state.token.is_none() {

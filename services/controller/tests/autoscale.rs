@@ -86,26 +86,38 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
     found
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scanners_scale_from_one_to_max_drain_the_queue_and_return_to_min() {
-    const IMAGES: usize = 150;
-    const MAX: u64 = 4;
-    let mut stack = Stack::start();
-    common::push_numbered(&stack.registry, IMAGES, 10).await;
-    // Every blob takes 400 ms to come back, so a scan takes a known while and
-    // the queue lasts long enough to watch the scanners grow.
+/// A stack whose registry holds `images` images behind a proxy that makes
+/// every blob take 400 ms: a scan takes a known while, and the queue lasts
+/// long enough to watch the scanners grow.
+async fn slow_registry_stack(images: usize) -> (Stack, trawl_testkit::FaultProxy) {
+    let stack = Stack::start();
+    common::push_numbered(&stack.registry, images, 10).await;
     let proxy = trawl_testkit::FaultProxy::start(&stack.registry).unwrap();
     proxy.add_rule(trawl_testkit::FaultRule::slow("/v2/*/blobs/*", Duration::from_millis(400)));
+    (stack, proxy)
+}
+
+/// Starts controller `id` with the `process` backend running this stack's scanners.
+fn start_scaling_controller(stack: &mut Stack, id: &str) {
     let db = stack.db.to_str().unwrap().to_string();
     let scanner = trawl_testkit::workspace_binary("trawl-scanner").unwrap();
     let logs = stack.dir.path().to_str().unwrap().to_string();
     stack.start_controller_with_env(&[
-        ("TRAWL_CONTROLLER_ID", "ctl-scaler"),
+        ("TRAWL_CONTROLLER_ID", id),
         ("TRAWL_SCALE_BACKEND", "process"),
         ("TRAWL_SCANNER_PROGRAM", scanner.to_str().unwrap()),
         ("TRAWL_SCANNER_ARGS", &format!("--db {db} --concurrency 2")),
         ("TRAWL_SCANNER_LOG_DIR", &logs),
     ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanners_scale_from_one_to_max_drain_the_queue_and_return_to_min() {
+    const IMAGES: usize = 150;
+    const MAX: u64 = 4;
+    let (mut stack, proxy) = slow_registry_stack(IMAGES).await;
+    let db = stack.db.to_str().unwrap().to_string();
+    start_scaling_controller(&mut stack, "ctl-scaler");
     let settings = json!({"strategy": "immediate", "min_scanners": 1, "max_scanners": MAX,
         "scale_down_after_seconds": 3});
     let (status, answer) = stack.send(0, "PUT", "/api/v1/settings/autoscale", Some(settings)).await;
@@ -179,22 +191,10 @@ async fn scanners_scale_from_one_to_max_drain_the_queue_and_return_to_min() {
 async fn killing_the_leader_mid_scale_up_hands_scaling_to_the_other_within_max() {
     const IMAGES: usize = 120;
     const MAX: usize = 3;
-    let mut stack = Stack::start();
-    common::push_numbered(&stack.registry, IMAGES, 10).await;
-    let proxy = trawl_testkit::FaultProxy::start(&stack.registry).unwrap();
-    proxy.add_rule(trawl_testkit::FaultRule::slow("/v2/*/blobs/*", Duration::from_millis(400)));
+    let (mut stack, proxy) = slow_registry_stack(IMAGES).await;
     let db = stack.db.to_str().unwrap().to_string();
-    let scanner = trawl_testkit::workspace_binary("trawl-scanner").unwrap();
-    let logs = stack.dir.path().to_str().unwrap().to_string();
-    let args = format!("--db {db} --concurrency 2");
     for id in ["ctl-a", "ctl-b"] {
-        stack.start_controller_with_env(&[
-            ("TRAWL_CONTROLLER_ID", id),
-            ("TRAWL_SCALE_BACKEND", "process"),
-            ("TRAWL_SCANNER_PROGRAM", scanner.to_str().unwrap()),
-            ("TRAWL_SCANNER_ARGS", &args),
-            ("TRAWL_SCANNER_LOG_DIR", &logs),
-        ]);
+        start_scaling_controller(&mut stack, id);
     }
     let settings = json!({"strategy": "immediate", "min_scanners": 1, "max_scanners": MAX});
     assert_eq!(stack.send(1, "PUT", "/api/v1/settings/autoscale", Some(settings)).await.0, 200);
