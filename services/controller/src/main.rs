@@ -43,6 +43,12 @@ struct Cli {
     /// NATS credentials file (JWT and NKey seed).
     #[arg(long, env = "NATS_CREDS", hide_env_values = true, value_name = "FILE")]
     nats_creds: Option<PathBuf>,
+    /// Copies JetStream keeps of every stream and bucket: 1 on a single
+    /// nats-server, 3 on a three-node cluster (at most the cluster's size).
+    /// Existing streams are brought to this count at start-up.
+    #[arg(long, env = "TRAWL_STREAM_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=trawl_protocol::definitions::MAX_REPLICAS as i64))]
+    stream_replicas: u8,
     /// Address the API listens on.
     #[arg(long, env = "TRAWL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -124,7 +130,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     let client = trawl_dbdist::connect(&cli.nats, cli.nats_creds.as_deref(), "trawl-controller").await?;
     let js = async_nats::jetstream::new(client.clone());
-    trawl_protocol::definitions::ensure_all(&js).await.context("creating the JetStream objects from nats/")?;
+    let replicas = Some(usize::from(cli.stream_replicas));
+    trawl_protocol::definitions::ensure_all_with_replicas(&js, replicas)
+        .await
+        .with_context(|| format!("creating the JetStream objects from nats/ with {} replicas", cli.stream_replicas))?;
     let storage = Storage::open(&js).await?;
     let metrics = ControllerMetrics::new();
     let controller = Controller::new(js.clone(), storage.clone(), metrics.tasks_published.clone()).await?;

@@ -6,6 +6,13 @@
 //!
 //! [`ensure_stream`] and [`ensure_consumer`] create an object or bring an
 //! existing one up to date, so services can call them at every start-up.
+//!
+//! The files say one replica, right for a single server. A JetStream cluster
+//! keeps each stream on as many servers as its replica count, so a cluster
+//! deployment overrides that one field ([`ensure_all_with_replicas`], the
+//! controller's `--stream-replicas`) rather than keeping a second set of
+//! files that would drift. Consumers carry no replica count of their own:
+//! they inherit their stream's.
 
 use async_nats::jetstream::{self, consumer, stream};
 
@@ -53,6 +60,9 @@ pub enum DefinitionError {
         #[source]
         source: serde_json::Error,
     },
+    /// A replica count JetStream cannot hold.
+    #[error("{0} stream replicas asked for: JetStream allows 1 to 5 (and no more than the cluster's servers)")]
+    Replicas(usize),
     /// The server refused to create or update the object.
     #[error("JetStream refused {name}: {reason}")]
     Server {
@@ -79,9 +89,29 @@ pub fn consumer_config(stream: &str, durable: &str) -> Result<consumer::pull::Co
     serde_json::from_str(json).map_err(|source| DefinitionError::Parse { name: label, source })
 }
 
+/// The most replicas JetStream allows a stream.
+pub const MAX_REPLICAS: usize = 5;
+
 /// Creates stream `name` as its file defines it, or updates an existing one to match.
 pub async fn ensure_stream(js: &jetstream::Context, name: &str) -> Result<stream::Stream, DefinitionError> {
-    let config = stream_config(name)?;
+    ensure_stream_with_replicas(js, name, None).await
+}
+
+/// Like [`ensure_stream`], with `replicas` (when given) in place of the file's
+/// replica count. An existing stream is updated to it: JetStream adds or
+/// removes peers in place, keeping the messages.
+pub async fn ensure_stream_with_replicas(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: Option<usize>,
+) -> Result<stream::Stream, DefinitionError> {
+    let mut config = stream_config(name)?;
+    if let Some(replicas) = replicas {
+        if !(1..=MAX_REPLICAS).contains(&replicas) {
+            return Err(DefinitionError::Replicas(replicas));
+        }
+        config.num_replicas = replicas;
+    }
     let refused = |e: &dyn std::fmt::Display| DefinitionError::Server { name: name.into(), reason: e.to_string() };
     if js.get_stream(name).await.is_ok() {
         js.update_stream(&config).await.map_err(|e| refused(&e))?;
@@ -106,8 +136,14 @@ pub async fn ensure_consumer(
 /// Creates or updates every stream and consumer of `nats/`: what the
 /// controller does at start-up, so that the cluster matches the files.
 pub async fn ensure_all(js: &jetstream::Context) -> Result<(), DefinitionError> {
+    ensure_all_with_replicas(js, None).await
+}
+
+/// Like [`ensure_all`], with every stream (and so every consumer and bucket)
+/// at `replicas` copies when given: 3 on a three-node cluster.
+pub async fn ensure_all_with_replicas(js: &jetstream::Context, replicas: Option<usize>) -> Result<(), DefinitionError> {
     for (name, _) in STREAMS {
-        ensure_stream(js, name).await?;
+        ensure_stream_with_replicas(js, name, replicas).await?;
     }
     for (stream, durable, _) in CONSUMERS {
         ensure_consumer(js, stream, durable).await?;
@@ -128,6 +164,14 @@ mod tests {
             assert_eq!(consumer_config(stream, durable).unwrap().durable_name.as_deref(), Some(*durable));
         }
         assert!(matches!(stream_config("NOPE"), Err(DefinitionError::Unknown(_))));
+    }
+
+    #[test]
+    fn consumers_inherit_their_streams_replicas() {
+        // A replica count in a consumer file would pin it below an R3 stream's.
+        for (stream, durable, _) in CONSUMERS {
+            assert_eq!(consumer_config(stream, durable).unwrap().num_replicas, 0, "{stream}/{durable}");
+        }
     }
 
     #[test]

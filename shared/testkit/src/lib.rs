@@ -2,7 +2,8 @@
 //!
 //! Everything Trawl's integration tests need to run *real* components, with no mocks:
 //!
-//! - **Servers.** [`NatsServer`] runs a real `nats-server -js`, [`Registry`] a real
+//! - **Servers.** [`NatsServer`] runs a real `nats-server -js`, [`NatsCluster`] a
+//!   JetStream cluster of them from a deployment's configuration file, [`Registry`] a real
 //!   `docker-registry` (CNCF distribution), each on a free `127.0.0.1` port with its state in a
 //!   private temp dir; [`PodmanService`] a real `podman system service` (the Docker Engine API)
 //!   on a private unix socket, optionally also on a loopback port, with private image storage. A registry can require HTTP basic auth, or bearer tokens from a real
@@ -60,6 +61,7 @@ mod image;
 mod large;
 mod layer;
 mod nats;
+mod nats_cluster;
 mod podman;
 mod process;
 mod push;
@@ -84,6 +86,7 @@ pub use layer::{
     OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD,
 };
 pub use nats::NatsServer;
+pub use nats_cluster::NatsCluster;
 pub use podman::PodmanService;
 pub use push::{push, push_blob, push_manifest, RegistryEndpoint};
 pub use registry::Registry;
@@ -137,6 +140,12 @@ pub(crate) fn free_ports<const N: usize>() -> std::io::Result<[u16; N]> {
         *port = listener.local_addr()?.port();
     }
     Ok(ports)
+}
+
+/// `n` distinct free ports, like [`free_ports`] for a count known only at run time.
+pub(crate) fn free_ports_vec(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..n).map(|_| TcpListener::bind(("127.0.0.1", 0))).collect::<std::io::Result<Vec<_>>>()?;
+    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// The shared corpus (`<workspace root>/../shared/corpus`: real package databases, advisories,

@@ -200,6 +200,22 @@ pub(crate) fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     parts.next()?.parse().ok()
 }
 
+/// Issues `GET path` over HTTP/1.0 and returns the status code and body, or `None` if the
+/// server cannot be reached or answers garbage. Blocking, with short timeouts: for polling
+/// small monitoring endpoints (`/jsz`).
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
 /// Whether a log says the server could not bind its port (so a retry on another port helps).
 pub(crate) fn is_port_conflict(message: &str) -> bool {
     message.contains("address already in use")

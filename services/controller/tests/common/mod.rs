@@ -170,24 +170,12 @@ impl Stack {
 
     /// `GET` on controller `c`.
     pub async fn get(&self, c: usize, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{}{path}", self.controllers[c].url)).send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null))
+        api_get(&self.http, &self.controllers[c].url, path).await
     }
 
     /// An authorised `POST` (or `method`) with a JSON body on controller `c`.
     pub async fn send(&self, c: usize, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.controllers[c].url))
-            .header("Authorization", format!("Bearer {TOKEN}"));
-        if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b.to_string());
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null))
+        api_send(&self.http, &self.controllers[c].url, method, path, body).await
     }
 
     /// Adds the stack's registry as `name` through controller 0.
@@ -272,7 +260,33 @@ impl Stack {
     }
 }
 
-fn tail(log: &str) -> &str {
+/// `GET` on the API at `base` (`http://127.0.0.1:PORT`): status and JSON body (null if none).
+pub async fn api_get(http: &reqwest::Client, base: &str, path: &str) -> (u16, Value) {
+    let r = http.get(format!("{base}{path}")).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null))
+}
+
+/// An authorised `method` request with an optional JSON body on the API at `base`.
+pub async fn api_send(
+    http: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = http.request(method, format!("{base}{path}")).header("Authorization", format!("Bearer {TOKEN}"));
+    if let Some(b) = body {
+        req = req.header("Content-Type", "application/json").body(b.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null))
+}
+
+/// The last 6000 bytes of a log.
+pub fn tail(log: &str) -> &str {
     let start = log.len().saturating_sub(6000);
     let start = (start..log.len()).find(|&i| log.is_char_boundary(i)).unwrap_or(log.len());
     &log[start..]
