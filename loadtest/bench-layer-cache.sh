@@ -56,20 +56,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # what, seconds, command…
-  local what=$1 secs=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "bench-layer-cache: $what did not happen within ${secs}s; logs:" >&2
-      tail -n 20 "$work"/*.log >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
-now() { date +%s.%N; }
+BENCH=bench-layer-cache
+# shellcheck source=loadtest/bench-lib.sh
+. loadtest/bench-lib.sh   # (the script has cd-ed to the repository root)
 
 # The image set, served until fd 3 closes.
 mkfifo "$work/images.stdin"
@@ -85,18 +74,9 @@ unique=$(field UNIQUE_BYTES)
 all=$(field ALL_BYTES)
 base=$(field BASE_BYTES)
 
+TRAWL_API_TOKEN=$(new_api_token)
 export TRAWL_API_TOKEN
-TRAWL_API_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 auth=(-H "Authorization: Bearer $TRAWL_API_TOKEN")
-
-settled() { # every image of the registry has a result
-  curl -sf "$api/api/v1/registries/bench" -o "$work/status.json" || return 1
-  python3 - "$work/status.json" "$images" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-sys.exit(0 if s["images_total"] == int(sys.argv[2]) and s["scanned"] + s["failed"] == s["images_total"] else 1)
-PY
-}
 scanners_up() { # both workers have bound to the queue and sent a heartbeat
   curl -sf "$api/api/v1/scanners" | python3 -c 'import json, sys; sys.exit(0 if len(json.load(sys.stdin)) == 2 else 1)'
 }
@@ -136,7 +116,7 @@ run_mode() { # name, worker flags…
   started=$(now)
   curl -sf "${auth[@]}" -X POST "$api/api/v1/registries/bench/scan?wait=true" -o "$work/crawl-$name.json"
   crawled=$(now)
-  wait_for "$name: every image scanned" 900 settled
+  wait_for "$name: every image scanned" 900 settled "$images"
   done_at=$(now)
   # Heartbeats come every 5 s: wait for the ones that count the last scans.
   wait_for "$name: heartbeats counting every scan" 30 beats_counted
