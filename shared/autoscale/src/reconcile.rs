@@ -40,6 +40,9 @@ pub struct TickReport {
     pub overridden: bool,
     /// This tick found the count changed by someone else.
     pub reset_detected: bool,
+    /// Scanners that had exited by themselves and were started again this
+    /// tick, before the state was read (backends that replace them: `process`).
+    pub restored: u32,
     /// Why the backend could not be read or changed.
     pub error: Option<String>,
 }
@@ -92,8 +95,23 @@ impl Reconciler {
             applied: None,
             overridden: self.overridden(),
             reset_detected: false,
+            restored: 0,
             error: None,
         };
+        // Replacing crashed scanners is not a scaling decision: the count
+        // asked for stays the same, so it is done even while overridden.
+        match self.backend.restore_exited().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    backend = self.backend.name(),
+                    started = n,
+                    "replaced scanners that exited by themselves"
+                );
+                report.restored = n;
+            }
+            Err(e) => report.error = Some(e.to_string()),
+        }
         let state = match self.backend.state().await {
             Ok(state) => state,
             Err(e) => {

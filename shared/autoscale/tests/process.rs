@@ -4,9 +4,12 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trawl_autoscale::backend::process::{ProcessCommand, ProcessScaler, ShutdownOutcome};
 use trawl_autoscale::backend::{ScaleBackend, ScaleError, ScaleState};
+use trawl_autoscale::reconcile::Reconciler;
+use trawl_autoscale::strategy::{AutoscaleSettings, Strategy};
 
 /// Drains like the scanner: the trap is set before "start" is written, so a
 /// SIGTERM after "start" is always recorded; `wait` makes the trap run at once.
@@ -154,6 +157,34 @@ async fn a_process_killed_from_outside_is_reaped_and_replaced() {
     assert_eq!(processes[0].pid, pids[0]);
     assert_ne!(processes[1].pid, pids[1]);
     assert_eq!(s.scaler.state().await.unwrap(), ScaleState { desired: 2, current: 2, ready: 2 });
+}
+
+#[tokio::test]
+async fn the_reconciler_restarts_a_crashed_process_without_a_new_decision() {
+    let s = Setup::new(WORKER);
+    let settings =
+        AutoscaleSettings { strategy: Strategy::Immediate, min_scanners: 2, max_scanners: 2, ..Default::default() };
+    let backend: Arc<ProcessScaler> = Arc::new(ProcessScaler::new(s.scaler.command().clone()));
+    let mut reconciler = Reconciler::new(settings, backend.clone()).unwrap();
+    assert_eq!(reconciler.tick(Duration::from_secs(1), 10).await.applied, Some(2));
+    wait_until("two workers started", || async { s.started().len() == 2 }).await;
+    let before = backend.processes();
+
+    // SAFETY: our own child.
+    unsafe { libc::kill(before[0].pid as libc::pid_t, libc::SIGKILL) };
+    wait_until("the killed worker was reaped", || async { !exists(before[0].pid) }).await;
+    // At the maximum already: the strategy holds, and the tick still puts the
+    // count back, under the crashed process's index.
+    let tick = reconciler.tick(Duration::from_secs(2), 10).await;
+    assert_eq!((tick.restored, tick.applied, tick.error), (1, None, None));
+    assert_eq!(tick.state, Some(ScaleState { desired: 2, current: 2, ready: 2 }));
+    let after = backend.processes();
+    assert_eq!(after.iter().map(|p| p.index).collect::<Vec<_>>(), vec![1, 0]);
+    assert_ne!(after[1].pid, before[0].pid);
+    assert_eq!(reconciler.tick(Duration::from_secs(3), 10).await.restored, 0, "nothing more to restore");
+
+    backend.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(backend.restore_exited().await.unwrap(), 0, "nothing is started after shutdown");
 }
 
 #[tokio::test]

@@ -77,6 +77,14 @@ pub trait ScaleBackend: Send + Sync {
     /// one finish or give back its in-flight task (SIGTERM, not SIGKILL).
     async fn set_desired(&self, replicas: u32) -> Result<(), ScaleError>;
 
+    /// Starts again, up to the desired count, scanners that exited by
+    /// themselves (crashed, OOM-killed), and says how many it started. The
+    /// default starts none, which is right where something else already does
+    /// (a Deployment's ReplicaSet replaces its pods).
+    async fn restore_exited(&self) -> Result<u32, ScaleError> {
+        Ok(0)
+    }
+
     /// Stops what this backend started, when the controller exits: scanners
     /// that would not outlive it get SIGTERM and up to `grace` to drain.
     /// The default does nothing, which is right for scanners the backend does

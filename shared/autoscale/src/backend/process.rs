@@ -13,8 +13,9 @@
 //!   as stopping, and keep their index, until they exit.
 //! * Every child has a watcher thread that reaps it the moment it exits, so
 //!   none lingers as a zombie between two reconcile ticks; a child that exits
-//!   by itself (a crash) is no longer counted, and the next
-//!   [`ScaleBackend::set_desired`] replaces it.
+//!   by itself (a crash) is no longer counted, and the next reconcile tick
+//!   starts a replacement ([`ScaleBackend::restore_exited`]) — the job a
+//!   ReplicaSet does on Kubernetes; the tick period paces a crash loop.
 //! * Children get SIGTERM if the controller dies (`PR_SET_PDEATHSIG`), and
 //!   [`ProcessScaler::shutdown`] or, failing that, `Drop` stops them all.
 
@@ -261,6 +262,23 @@ impl ProcessScaler {
         ShutdownOutcome { exited: started.saturating_sub(killed), killed }
     }
 
+    /// Starts processes until `desired` are active; how many it started.
+    fn start_missing(&self, inner: &mut Inner) -> Result<u32, ScaleError> {
+        let mut started = 0;
+        for _ in inner.active()..inner.desired {
+            // A stopping process keeps its index until it exits: two live
+            // scanners must never share an id.
+            let Some(index) = (0..=u32::MAX).find(|i| inner.scanners.iter().all(|s| s.index != *i)) else {
+                break;
+            };
+            let child = self.spawn(index)?;
+            tracing::info!(index, pid = child.id(), "started a scanner process");
+            inner.scanners.push(Scanner { index, child, stopping: false });
+            started += 1;
+        }
+        Ok(started)
+    }
+
     fn spawn(&self, index: u32) -> Result<Child, ScaleError> {
         let command = &self.shared.command;
         let failed =
@@ -403,16 +421,7 @@ impl ScaleBackend for ProcessScaler {
         inner.reap();
         inner.desired = replicas;
         let active = inner.active();
-        for _ in active..replicas {
-            // A stopping process keeps its index until it exits: two live
-            // scanners must never share an id.
-            let Some(index) = (0..=u32::MAX).find(|i| inner.scanners.iter().all(|s| s.index != *i)) else {
-                break;
-            };
-            let child = self.spawn(index)?;
-            tracing::info!(index, pid = child.id(), "started a scanner process");
-            inner.scanners.push(Scanner { index, child, stopping: false });
-        }
+        self.start_missing(&mut inner)?;
         let mut extra = active.saturating_sub(replicas);
         for s in inner.scanners.iter_mut().rev() {
             if extra == 0 {
@@ -426,6 +435,15 @@ impl ScaleBackend for ProcessScaler {
             }
         }
         Ok(())
+    }
+
+    async fn restore_exited(&self) -> Result<u32, ScaleError> {
+        let mut inner = self.shared.lock();
+        if inner.closed {
+            return Ok(0);
+        }
+        inner.reap();
+        self.start_missing(&mut inner)
     }
 
     async fn shutdown(&self, grace: Duration) {
