@@ -84,7 +84,7 @@ pub struct ScanTask {
     pub lane: Lane,
     /// Why it was queued (`sweep`, `on-demand`, `admission`, `rescan`).
     pub reason: String,
-    /// RFC 3339 time it was queued.
+    /// RFC 3339 time it was queued, to the millisecond (queue latency is measured from it).
     pub requested_at: String,
 }
 
@@ -99,7 +99,7 @@ impl ScanTask {
             digest: digest.map(str::to_string),
             lane,
             reason: reason.into(),
-            requested_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            requested_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }
 
