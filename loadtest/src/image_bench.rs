@@ -33,7 +33,7 @@ const MAX_FILE: u64 = 64 << 20;
 /// Host files every first layer carries, so the OS cataloger has real work.
 const OS_FILES: [&str; 2] = ["/var/lib/dpkg/status", "/etc/os-release"];
 /// Longest any one child process may run before it is killed.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Targets from issue 2.
 const RSS_LIMIT_MIB: f64 = 100.0;
@@ -367,7 +367,7 @@ fn scanner_cmd(scanner: &Path, reference: &str, out: &Path) -> Command {
 }
 
 /// `skopeo copy` of the image into a fresh `dir:` (removed afterwards).
-fn run_skopeo(meter: &Meter, skopeo: &Path, reference: &str, work: &Path, round: usize) -> Result<ChildRun> {
+pub(crate) fn run_skopeo(meter: &Meter, skopeo: &Path, reference: &str, work: &Path, round: usize) -> Result<ChildRun> {
     let dest = work.join(format!("skopeo-{round}"));
     let run = meter.run(
         Command::new(skopeo)
@@ -384,7 +384,13 @@ fn run_skopeo(meter: &Meter, skopeo: &Path, reference: &str, work: &Path, round:
 /// `syft scan registry:REF -o json` with its own empty cache and temp dirs
 /// (so no run benefits from an earlier one); returns the run and the number
 /// of artifacts it reported.
-fn run_syft(meter: &Meter, syft: &Path, reference: &str, work: &Path, round: usize) -> Result<(ChildRun, usize)> {
+pub(crate) fn run_syft(
+    meter: &Meter,
+    syft: &Path,
+    reference: &str,
+    work: &Path,
+    round: usize,
+) -> Result<(ChildRun, usize)> {
     let scratch = work.join(format!("syft-{round}"));
     let (cache, tmp) = (scratch.join("cache"), scratch.join("tmp"));
     std::fs::create_dir_all(&cache)?;

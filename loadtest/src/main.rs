@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
-use trawl_loadtest::{db_bench, image_bench, measure};
+use trawl_loadtest::{db_bench, image_bench, measure, runner};
 
 /// Trawl's benchmark and load-test harness.
 #[derive(Parser, Debug)]
@@ -16,6 +16,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Load test (issue 8): build a scenario's images, run NATS, the controller
+    /// and scanners against them under a throttled registry, inject faults,
+    /// and write a Markdown/CSV/PNG report to --out. Exits 1 when an
+    /// expectation of the scenario fails.
+    Run(runner::RunArgs),
     /// Image-analysis benchmark (issue 2): peak RSS, layer throughput vs gzip,
     /// end to end vs Syft and vs `skopeo copy`.
     ImageBench(image_bench::ImageBenchArgs),
@@ -44,6 +49,17 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("start the runtime")?;
+            if !runtime.block_on(runner::run(args))? {
+                eprintln!("trawl-loadtest: an expectation of the scenario failed (see the report)");
+                std::process::exit(1);
+            }
+        }
         Command::ImageBench(args) => {
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
