@@ -3,6 +3,8 @@
 //! - `queue.png`: per run, queue depth and live scanners against time (the
 //!   NeuVector guide's picture of a scan: the backlog draining as scanners
 //!   work it off, and the autoscaler adding them).
+//! - `memory.png`: per run, the resident memory of the largest scanner, the
+//!   controller and nats-server against time — flat when layers are streamed.
 //! - `throughput.png`: images per second against the scanner count, beside
 //!   the line of perfect scaling from the smallest count, so the point where
 //!   the registry's bandwidth (not the scanners) sets the pace is visible.
@@ -28,6 +30,7 @@ const FONT: &str = "sans-serif";
 const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);
 const GREY: RGBColor = RGBColor(150, 150, 150);
+const GREEN: RGBColor = RGBColor(44, 160, 44);
 
 fn register_font() -> Result<()> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
@@ -120,6 +123,71 @@ pub fn queue_chart(path: &Path, title: &str, runs: &[RunResult]) -> Result<()> {
     Ok(())
 }
 
+/// Picks one process's figure out of a sample.
+type ResidentPart = fn(&crate::stack::Resident) -> u64;
+
+/// Draws `memory.png`: one panel per run, the resident memory of the largest
+/// scanner, the controller and nats-server over time.
+pub fn memory_chart(path: &Path, title: &str, runs: &[RunResult]) -> Result<()> {
+    register_font()?;
+    if runs.is_empty() {
+        bail!("no runs to chart");
+    }
+    let height = 120 + 260 * runs.len() as u32;
+    let root = BitMapBackend::new(path, (1000, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw)?;
+    let (head, body) = root.split_vertically(50);
+    head.titled(title, (FONT, 26)).map_err(draw)?;
+    let panels = body.split_evenly((runs.len(), 1));
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for (panel, run) in panels.iter().zip(runs) {
+        let t_max = run.samples.last().map_or(1.0, |s| s.t).max(1.0);
+        let r = |s: &crate::runner::Sample| s.resident;
+        let y_max = run
+            .samples
+            .iter()
+            .map(|s| mib(r(s).scanner_kib.max(r(s).controller_kib).max(r(s).nats_kib)))
+            .fold(1.0, f64::max);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                format!("{}: peak VmHWM of any scanner {:.0} MiB", run.label, run.memory.peak_mib("scanner")),
+                (FONT, 18),
+            )
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..t_max, 0.0..y_max * 1.25)
+            .map_err(draw)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the crawl started")
+            .y_desc("resident memory, MiB")
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .draw()
+            .map_err(draw)?;
+        let lines: [(&str, RGBColor, ResidentPart); 3] = [
+            ("largest scanner", BLUE, |r| r.scanner_kib),
+            ("controller", ORANGE, |r| r.controller_kib),
+            ("nats-server", GREEN, |r| r.nats_kib),
+        ];
+        for (label, colour, pick) in lines {
+            chart
+                .draw_series(LineSeries::new(
+                    run.samples.iter().map(|s| (s.t, mib(pick(&s.resident)))),
+                    colour.stroke_width(2),
+                ))
+                .map_err(draw)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        }
+        // The lines sit high and flat: the legend goes below them.
+        draw_legend(chart.configure_series_labels(), SeriesLabelPosition::LowerRight, 13)?;
+    }
+    root.present().map_err(draw)?;
+    Ok(())
+}
+
 /// Draws `throughput.png`: images/s against scanners, with the line of perfect scaling.
 pub fn throughput_chart(path: &Path, title: &str, points: &[(usize, f64)]) -> Result<()> {
     register_font()?;
@@ -195,7 +263,12 @@ mod tests {
                 scanners,
                 completed: t as usize,
                 bytes: 0,
-                rss_mib: 0.0,
+                resident: crate::stack::Resident {
+                    total_kib: 100 << 10,
+                    scanner_kib: (30 + t) << 10,
+                    controller_kib: 40 << 10,
+                    nats_kib: 20 << 10,
+                },
                 event: (t == 4).then(|| "killed 1 scanner(s)".into()),
                 kill: (t == 4).then_some((scanners, 1)),
             })
@@ -204,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn draws_both_charts_as_png() {
+    fn draws_every_chart_as_png() {
         if FONT_PATHS.iter().all(|p| !Path::new(p).exists()) {
             eprintln!("skipped: no DejaVu Sans (install fonts-dejavu-core)");
             return;
@@ -214,7 +287,9 @@ mod tests {
         queue_chart(&q, "test", &[run("1-scanner", 1), run("2-scanners", 2)]).unwrap();
         let t = dir.path().join("throughput.png");
         throughput_chart(&t, "test", &[(1, 1.0), (2, 1.9), (4, 3.7)]).unwrap();
-        for p in [q, t] {
+        let m = dir.path().join("memory.png");
+        memory_chart(&m, "test", &[run("1-scanner", 1)]).unwrap();
+        for p in [q, t, m] {
             let bytes = std::fs::read(&p).unwrap();
             assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", p.display());
             assert!(bytes.len() > 5_000, "{} is suspiciously small", p.display());

@@ -8,7 +8,7 @@
 //! - `samples.csv`: every one-second sample of every run;
 //! - `scans.csv`: every scan result the harness saw (image, scanner, latency, failure);
 //! - `compare.csv`: with `--compare`, every tool timing;
-//! - `queue.png`, and `throughput.png` when there are several fixed counts.
+//! - `queue.png`, `memory.png`, and `throughput.png` when there are several fixed counts.
 
 use crate::report::{bytes, table, verdict};
 use crate::runner::{Outcome, RunResult};
@@ -157,6 +157,7 @@ pub fn write(out: &Path, o: &Outcome) -> Result<bool> {
     let n = o.images.images.len();
 
     crate::charts::queue_chart(&out.join("queue.png"), &format!("{}: queue depth and scanners", s.name), &o.runs)?;
+    crate::charts::memory_chart(&out.join("memory.png"), &format!("{}: resident memory", s.name), &o.runs)?;
     let fixed: Vec<(usize, f64)> = match &s.scanners.mode {
         ScannerMode::Fixed(_) => {
             o.runs.iter().filter(|r| r.error.is_none()).map(|r| (r.scanners, r.throughput(n))).collect()
@@ -323,6 +324,7 @@ pub fn write(out: &Path, o: &Outcome) -> Result<bool> {
     if throughput_png {
         let _ = writeln!(md, "![throughput against scanners](throughput.png)\n");
     }
+    let _ = writeln!(md, "![resident memory over time](memory.png)\n");
     let _ = writeln!(
         md,
         "Data: `runs.csv`, `samples.csv` (one row per second per run), `scans.csv` (every result seen){}; \
@@ -413,19 +415,26 @@ fn write_csvs(out: &Path, o: &Outcome) -> Result<()> {
     }
     std::fs::write(out.join("runs.csv"), runs)?;
 
-    let mut samples = String::from("run,t_s,queue_depth,scanners,images_done,bytes_pulled,rss_total_mib,event\n");
+    let mut samples = String::from(
+        "run,t_s,queue_depth,scanners,images_done,bytes_pulled,rss_total_mib,rss_largest_scanner_mib,\
+         rss_controller_mib,rss_nats_mib,event\n",
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
     for r in &o.runs {
         for s in &r.samples {
             let _ = writeln!(
                 samples,
-                "{},{:.2},{},{},{},{},{:.1},{}",
+                "{},{:.2},{},{},{},{},{:.1},{:.1},{:.1},{:.1},{}",
                 r.label,
                 s.t,
                 s.depth.map(|d| d.to_string()).unwrap_or_default(),
                 s.scanners,
                 s.completed,
                 s.bytes,
-                s.rss_mib,
+                mib(s.resident.total_kib),
+                mib(s.resident.scanner_kib),
+                mib(s.resident.controller_kib),
+                mib(s.resident.nats_kib),
                 csv_field(s.event.as_deref().unwrap_or(""))
             );
         }
@@ -503,7 +512,7 @@ mod tests {
                 scanners,
                 completed: 0,
                 bytes: 0,
-                rss_mib: 0.0,
+                resident: Default::default(),
                 event: None,
                 kill: (t == kill_at).then_some((counts[t.saturating_sub(1)], 1)),
             })

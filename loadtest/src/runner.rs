@@ -71,8 +71,8 @@ pub struct Sample {
     pub completed: usize,
     /// Bytes the proxy has delivered since the crawl started.
     pub bytes: u64,
-    /// Resident memory of all the run's processes, MiB.
-    pub rss_mib: f64,
+    /// Resident memory of the run's processes.
+    pub resident: crate::stack::Resident,
     /// A fault injected at this sample.
     pub event: Option<String>,
     /// When scanners were killed at this sample: (live scanners just before, killed).
@@ -412,7 +412,7 @@ async fn run_once(
         let processes = stack.processes();
         let scanners = processes.iter().filter(|(r, _)| matches!(r, crate::stack::Role::Scanner(_))).count();
         max_scanners = max_scanners.max(scanners);
-        let rss = memory.sample(&processes) as f64 / 1024.0;
+        let resident = memory.sample(&processes);
         let completed = seen.lock().unwrap_or_else(|p| p.into_inner()).images.len();
         samples.push(Sample {
             t: t.as_secs_f64(),
@@ -420,7 +420,7 @@ async fn run_once(
             scanners,
             completed,
             bytes: proxy.stats().bytes_down() - bytes_at_start,
-            rss_mib: rss,
+            resident,
             event,
             kill,
         });

@@ -383,19 +383,37 @@ pub struct PeakMemory {
     pub total_rss_kib: u64,
 }
 
+/// Resident memory of a run's processes at one sample, KiB.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Resident {
+    /// All processes together.
+    pub total_kib: u64,
+    /// The largest scanner.
+    pub scanner_kib: u64,
+    /// The controller.
+    pub controller_kib: u64,
+    /// nats-server.
+    pub nats_kib: u64,
+}
+
 impl PeakMemory {
-    /// Records one sample of every process.
-    pub fn sample(&mut self, processes: &[(Role, u32)]) -> u64 {
-        let mut total = 0;
+    /// Records one sample of every process and returns what is resident now.
+    pub fn sample(&mut self, processes: &[(Role, u32)]) -> Resident {
+        let mut now = Resident::default();
         for (role, pid) in processes {
             if let Some(m) = memory(*pid) {
-                total += m.rss_kib;
+                now.total_kib += m.rss_kib;
+                match role {
+                    Role::Nats => now.nats_kib = m.rss_kib,
+                    Role::Controller => now.controller_kib = m.rss_kib,
+                    Role::Scanner(_) => now.scanner_kib = now.scanner_kib.max(m.rss_kib),
+                }
                 let peak = self.by_process.entry(role.clone()).or_default();
                 *peak = (*peak).max(m.peak_kib);
             }
         }
-        self.total_rss_kib = self.total_rss_kib.max(total);
-        total
+        self.total_rss_kib = self.total_rss_kib.max(now.total_kib);
+        now
     }
 
     /// Peak of one role: nats, controller, or the largest scanner.
