@@ -15,7 +15,9 @@
 
 use crate::runner::RunResult;
 use anyhow::{anyhow, bail, Result};
-use plotters::chart::SeriesLabelStyle;
+use plotters::chart::{MeshStyle, SeriesLabelStyle};
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -52,18 +54,7 @@ fn register_font() -> Result<()> {
 
 /// Draws `queue.png`: one panel per run, depth (left axis) and scanners (right axis) over time.
 pub fn queue_chart(path: &Path, title: &str, runs: &[RunResult]) -> Result<()> {
-    register_font()?;
-    if runs.is_empty() {
-        bail!("no runs to chart");
-    }
-    let height = 120 + 260 * runs.len() as u32;
-    let root = BitMapBackend::new(path, (1000, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw)?;
-    let (head, body) = root.split_vertically(50);
-    head.titled(title, (FONT, 26)).map_err(draw)?;
-    let panels = body.split_evenly((runs.len(), 1));
-    for (panel, run) in panels.iter().zip(runs) {
-        let t_max = run.samples.last().map_or(1.0, |s| s.t).max(1.0);
+    per_run_panels(path, title, runs, |panel, run, t_max| {
         let depth_max = run.samples.iter().filter_map(|s| s.depth).max().unwrap_or(0).max(1) as f64;
         let scanners_max = run.samples.iter().map(|s| s.scanners).max().unwrap_or(0).max(1) as f64;
         let mut chart = ChartBuilder::on(panel)
@@ -75,14 +66,7 @@ pub fn queue_chart(path: &Path, title: &str, runs: &[RunResult]) -> Result<()> {
             .build_cartesian_2d(0.0..t_max, 0.0..depth_max * 1.1)
             .map_err(draw)?
             .set_secondary_coord(0.0..t_max, 0.0..(scanners_max + 1.0));
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the crawl started")
-            .y_desc("tasks in the queue")
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .draw()
-            .map_err(draw)?;
+        time_mesh(chart.configure_mesh(), "tasks in the queue")?;
         chart
             .configure_secondary_axes()
             .y_desc("scanners")
@@ -117,10 +101,8 @@ pub fn queue_chart(path: &Path, title: &str, runs: &[RunResult]) -> Result<()> {
                 .label("fault injected")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
         }
-        draw_legend(chart.configure_series_labels(), SeriesLabelPosition::UpperRight, 13)?;
-    }
-    root.present().map_err(draw)?;
-    Ok(())
+        draw_legend(chart.configure_series_labels(), SeriesLabelPosition::UpperRight, 13)
+    })
 }
 
 /// Picks one process's figure out of a sample.
@@ -129,19 +111,8 @@ type ResidentPart = fn(&crate::stack::Resident) -> u64;
 /// Draws `memory.png`: one panel per run, the resident memory of the largest
 /// scanner, the controller and nats-server over time.
 pub fn memory_chart(path: &Path, title: &str, runs: &[RunResult]) -> Result<()> {
-    register_font()?;
-    if runs.is_empty() {
-        bail!("no runs to chart");
-    }
-    let height = 120 + 260 * runs.len() as u32;
-    let root = BitMapBackend::new(path, (1000, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw)?;
-    let (head, body) = root.split_vertically(50);
-    head.titled(title, (FONT, 26)).map_err(draw)?;
-    let panels = body.split_evenly((runs.len(), 1));
     let mib = |kib: u64| kib as f64 / 1024.0;
-    for (panel, run) in panels.iter().zip(runs) {
-        let t_max = run.samples.last().map_or(1.0, |s| s.t).max(1.0);
+    per_run_panels(path, title, runs, |panel, run, t_max| {
         let r = |s: &crate::runner::Sample| s.resident;
         let y_max = run
             .samples
@@ -158,14 +129,7 @@ pub fn memory_chart(path: &Path, title: &str, runs: &[RunResult]) -> Result<()> 
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..t_max, 0.0..y_max * 1.25)
             .map_err(draw)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the crawl started")
-            .y_desc("resident memory, MiB")
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .draw()
-            .map_err(draw)?;
+        time_mesh(chart.configure_mesh(), "resident memory, MiB")?;
         let lines: [(&str, RGBColor, ResidentPart); 3] = [
             ("largest scanner", BLUE, |r| r.scanner_kib),
             ("controller", ORANGE, |r| r.controller_kib),
@@ -182,10 +146,8 @@ pub fn memory_chart(path: &Path, title: &str, runs: &[RunResult]) -> Result<()> 
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
         }
         // The lines sit high and flat: the legend goes below them.
-        draw_legend(chart.configure_series_labels(), SeriesLabelPosition::LowerRight, 13)?;
-    }
-    root.present().map_err(draw)?;
-    Ok(())
+        draw_legend(chart.configure_series_labels(), SeriesLabelPosition::LowerRight, 13)
+    })
 }
 
 /// Draws `throughput.png`: images/s against scanners, with the line of perfect scaling.
@@ -236,7 +198,51 @@ pub fn throughput_chart(path: &Path, title: &str, points: &[(usize, f64)]) -> Re
     Ok(())
 }
 
-/// Both charts' legend: a framed, half-transparent box at `position`.
+/// The panel of one run.
+type Panel<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// A chart of `title` at `path` with one panel per run, stacked; `draw_panel`
+/// gets each panel, its run and the run's last sample time (the x range).
+fn per_run_panels(
+    path: &Path,
+    title: &str,
+    runs: &[RunResult],
+    mut draw_panel: impl FnMut(&Panel<'_>, &RunResult, f64) -> Result<()>,
+) -> Result<()> {
+    register_font()?;
+    if runs.is_empty() {
+        bail!("no runs to chart");
+    }
+    let height = 120 + 260 * runs.len() as u32;
+    let root = BitMapBackend::new(path, (1000, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw)?;
+    let (head, body) = root.split_vertically(50);
+    head.titled(title, (FONT, 26)).map_err(draw)?;
+    for (panel, run) in body.split_evenly((runs.len(), 1)).iter().zip(runs) {
+        let t_max = run.samples.last().map_or(1.0, |s| s.t).max(1.0);
+        draw_panel(panel, run, t_max)?;
+    }
+    root.present().map_err(draw)
+}
+
+/// The grid of a per-run panel: seconds along, `y` up.
+fn time_mesh<
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+>(
+    mut mesh: MeshStyle<'_, '_, X, Y, DB>,
+    y: &str,
+) -> Result<()> {
+    mesh.x_desc("seconds since the crawl started")
+        .y_desc(y)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .draw()
+        .map_err(draw)
+}
+
+/// Every chart's legend: a framed, half-transparent box at `position`.
 fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     mut labels: SeriesLabelStyle<'a, '_, DB, CT>,
     position: SeriesLabelPosition,

@@ -12,11 +12,11 @@
 
 use crate::image_bench::{run_skopeo, run_syft, CHILD_TIMEOUT};
 use crate::imageset::ImageSet;
-use crate::measure::{median, ChildRun, Meter};
+use crate::measure::{median, version_line, ChildRun, Meter};
 use crate::runner::RunArgs;
 use crate::stack::Binaries;
 use crate::throttle::ThrottleProxy;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use trawl_testkit::Registry;
@@ -88,11 +88,8 @@ pub async fn run(
 ) -> Result<Comparison> {
     let meter = Meter::current()?;
     let versions = vec![
-        first_line(Command::new(&args.syft).arg("version"), "Version:")
-            .map(|v| format!("syft {v}"))
-            .context("run syft (scripts/setup installs it)")?,
-        first_line(Command::new(&args.skopeo).arg("--version"), "")
-            .context("run skopeo (scripts/setup installs it)")?,
+        version_line(Command::new(&args.syft).arg("version"), "Version:").map(|v| format!("syft {v}"))?,
+        version_line(Command::new(&args.skopeo).arg("--version"), "")?,
     ];
     // Images spread over the repositories, not the first tags of one.
     let step = (images.images.len() / args.compare_images.max(1)).max(1);
@@ -141,13 +138,4 @@ pub async fn run(
         Ok(())
     })?;
     Ok(Comparison { timings, versions, syft_packages })
-}
-
-/// The first line of `cmd`'s output containing `needle`, after it.
-fn first_line(cmd: &mut Command, needle: &str) -> Result<String> {
-    let out = cmd.output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.find(needle).map(|i| l[i + needle.len()..].trim().to_string()))
-        .context("no version in its output")
 }

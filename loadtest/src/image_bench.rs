@@ -9,7 +9,7 @@
 //! 3. `trawl-scanner sbom` against `syft scan` on the large image;
 //! 4. `trawl-scanner sbom` against `skopeo copy` (pull only) on the large image.
 
-use crate::measure::{ChildRun, Meter, Series};
+use crate::measure::{version_line, ChildRun, Meter, Series};
 use crate::pipeline::{run_layer, Stage};
 use crate::report::{bytes, mb_per_s, table, verdict};
 use crate::select::{default_source_groups, parent_dirs, plan_layers, HostFile, Interleave, SortedWalk};
@@ -498,23 +498,13 @@ fn layer_builder(files: &[HostFile]) -> LayerBuilder {
 
 /// Versions of the tools compared, for the record.
 fn tool_versions(scanner: &Path, args: &ImageBenchArgs) -> Result<Vec<(String, String)>> {
-    let first_line = |cmd: &mut Command, what: &str| -> Result<String> {
-        let out = cmd.output().with_context(|| format!("run {what} (is it installed?)"))?;
-        if !out.status.success() {
-            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        Ok(text.lines().next().unwrap_or_default().trim().to_string())
-    };
     let mut v = vec![
-        ("trawl-scanner".to_string(), first_line(Command::new(scanner).arg("--version"), "trawl-scanner")?),
-        ("skopeo".to_string(), first_line(Command::new(&args.skopeo).arg("--version"), "skopeo")?),
-        ("gzip".to_string(), first_line(Command::new("gzip").arg("--version"), "gzip")?),
+        ("trawl-scanner".to_string(), version_line(Command::new(scanner).arg("--version"), "")?),
+        ("skopeo".to_string(), version_line(Command::new(&args.skopeo).arg("--version"), "")?),
+        ("gzip".to_string(), version_line(Command::new("gzip").arg("--version"), "")?),
     ];
     if !args.no_syft {
-        let out = Command::new(&args.syft).arg("version").output().context("run syft (is it installed?)")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let version = text.lines().find_map(|l| l.strip_prefix("Version:")).unwrap_or("?").trim();
+        let version = version_line(Command::new(&args.syft).arg("version"), "Version:")?;
         v.push(("syft".to_string(), format!("syft {version}")));
     }
     Ok(v)

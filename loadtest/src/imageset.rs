@@ -19,7 +19,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use trawl_testkit::{push, Blob, Compression, ImageBuilder, LayerBuilder, Registry};
+use trawl_testkit::{push, Blob, Compression, ImageBuilder, LayerBuilder, RandomReader, Registry};
 
 /// Layers above this size are built into files instead of memory.
 const IN_MEMORY_LAYER: u64 = 8 << 20;
@@ -58,8 +58,6 @@ pub struct ImageSet {
     pub all_layer_bytes: u64,
     /// Distinct layers.
     pub distinct_layers: usize,
-    /// Packages in each image's database (generated count; 0 when a real file is used).
-    pub packages_per_image: usize,
 }
 
 /// Builds the images of `spec`, pushes them to `registry` and, for generated
@@ -67,12 +65,17 @@ pub struct ImageSet {
 /// one-advisory database). `work` holds file-backed layers.
 pub async fn build_and_push(spec: &ImageSpec, registry: &Registry, db: &Path, work: &Path) -> Result<ImageSet> {
     let shared = spec.shared_layers();
+    let packages = match &spec.packages {
+        PackageSource::Generated(n) => generated_packages(*n),
+        PackageSource::File { .. } => Vec::new(),
+    };
+    let status = dpkg_status(&packages);
     // Base stacks first: each layer built once, reused by every image on it.
     let mut bases = Vec::new();
     for variant in 0..spec.base_variants {
         let mut stack = Vec::new();
         for j in 0..shared {
-            stack.push(layer(spec, LayerRole { seed: seed(0xba5e, variant, j), index: j, app: None }, work)?);
+            stack.push(layer(spec, &status, LayerRole { seed: seed(0xba5e, variant, j), index: j, app: None }, work)?);
         }
         bases.push(stack);
     }
@@ -88,7 +91,7 @@ pub async fn build_and_push(spec: &ImageSpec, registry: &Registry, db: &Path, wo
             }
             for j in shared..spec.layers {
                 let app = (j + 1 == spec.layers).then_some(n);
-                let blob = layer(spec, LayerRole { seed: seed(0xa44, n, j), index: j, app }, work)?;
+                let blob = layer(spec, &status, LayerRole { seed: seed(0xa44, n, j), index: j, app }, work)?;
                 builder = builder.blob_layer(blob, Some(&format!("COPY layer-{j} /")));
             }
             let image = builder.build()?;
@@ -118,22 +121,13 @@ pub async fn build_and_push(spec: &ImageSpec, registry: &Registry, db: &Path, wo
     // The registry has its own copy now; large layers would otherwise double the disk used.
     drop(bases);
     remove_layer_files(work);
-    let packages_per_image = match &spec.packages {
-        PackageSource::Generated(n) => {
-            write_database(db, &generated_packages(*n), spec.vulnerable_fraction)?;
-            *n
-        }
-        PackageSource::File { .. } => {
-            write_database(db, &[], 0.0)?;
-            0
-        }
-    };
+    // No packages (a real database file): a placeholder advisory, so the database is never empty.
+    write_database(db, &packages, spec.vulnerable_fraction)?;
     Ok(ImageSet {
         images,
         distinct_layer_bytes: distinct.values().sum(),
         all_layer_bytes: all,
         distinct_layers: distinct.len(),
-        packages_per_image,
     })
 }
 
@@ -165,7 +159,8 @@ fn seed(kind: u64, a: usize, b: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-fn layer(spec: &ImageSpec, role: LayerRole, work: &Path) -> Result<Blob> {
+/// One layer; `dpkg_status` is the generated package database, built once for all images.
+fn layer(spec: &ImageSpec, dpkg_status: &str, role: LayerRole, work: &Path) -> Result<Blob> {
     let (compression, level) = match spec.compression {
         // Level 1: the payload is noise, a higher level only costs time.
         LayerCompression::Gzip => (Compression::Gzip, 1),
@@ -179,10 +174,10 @@ fn layer(spec: &ImageSpec, role: LayerRole, work: &Path) -> Result<Blob> {
     if role.index == 0 {
         b = b.dir("etc");
         b = match &spec.packages {
-            PackageSource::Generated(n) => b
+            PackageSource::Generated(_) => b
                 .file("etc/os-release", trawl_testkit::DEBIAN_12_OS_RELEASE, 0o644)
                 .dir("var/lib/dpkg")
-                .file("var/lib/dpkg/status", dpkg_status(&generated_packages(*n)), 0o644),
+                .file("var/lib/dpkg/status", dpkg_status, 0o644),
             PackageSource::File { path, format } => {
                 let target = format.image_path();
                 let parent = target.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -202,7 +197,7 @@ fn layer(spec: &ImageSpec, role: LayerRole, work: &Path) -> Result<Blob> {
     let payload = format!("usr/lib/loadtest/payload-{}.bin", role.index);
     if spec.layer_size > IN_MEMORY_LAYER {
         let file = work.join(format!("layer-{:016x}.tar", role.seed));
-        b.file_from_reader(payload, spec.layer_size, 0o644, Noise::new(role.seed, spec.layer_size))
+        b.file_from_reader(payload, spec.layer_size, 0o644, RandomReader::new(role.seed).take(spec.layer_size))
             .build_to_file(&file)
             .with_context(|| format!("build a layer in {}", file.display()))
     } else {
@@ -281,33 +276,6 @@ fn write_database(path: &Path, packages: &[GeneratedPackage], fraction: f64) -> 
         .with_context(|| format!("write the database {}", path.display()))
 }
 
-/// `len` bytes of xorshift noise, streamed (large layers never sit in memory).
-struct Noise {
-    x: u64,
-    left: u64,
-}
-
-impl Noise {
-    fn new(seed: u64, len: u64) -> Noise {
-        Noise { x: seed | 1, left: len }
-    }
-}
-
-impl Read for Noise {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        for chunk in buf[..n].chunks_mut(8) {
-            self.x ^= self.x << 13;
-            self.x ^= self.x >> 7;
-            self.x ^= self.x << 17;
-            let bytes = self.x.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,7 +283,7 @@ mod tests {
     #[test]
     fn noise_has_the_asked_length() {
         let mut out = Vec::new();
-        Noise::new(7, 100_003).read_to_end(&mut out).unwrap();
+        RandomReader::new(7).take(100_003).read_to_end(&mut out).unwrap();
         assert_eq!(out.len(), 100_003);
         // Incompressible enough that gzip cannot shrink it by much.
         assert!(out.iter().filter(|&&b| b == 0).count() < 1_000);

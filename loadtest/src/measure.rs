@@ -233,6 +233,20 @@ impl Series {
     }
 }
 
+/// A tool's version for the record: the text after `after` on the first line
+/// of `cmd`'s output that has it (`""`: the whole first line).
+pub fn version_line(cmd: &mut Command, after: &str) -> Result<String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().with_context(|| format!("run {program} (scripts/setup installs it)"))?;
+    if !out.status.success() {
+        bail!("{program} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.find(after).map(|i| l[i + after.len()..].trim().to_string()))
+        .with_context(|| format!("{program} printed no version"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

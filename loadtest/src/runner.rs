@@ -377,8 +377,7 @@ async fn run_once(
         while let Some(f) = faults.next_if(|f| f.at <= t) {
             let what = match f.action {
                 FaultAction::KillScanners(n) => {
-                    let before =
-                        stack.processes().iter().filter(|(r, _)| matches!(r, crate::stack::Role::Scanner(_))).count();
+                    let before = stack.scanner_pids().len();
                     let killed = stack.kill_scanners(n);
                     kill = Some((before, killed));
                     format!("killed {killed} scanner(s)")

@@ -166,9 +166,8 @@ pub struct Stack {
     own: Vec<OwnScanner>,
     target: usize,
     scanner_cmd: Box<dyn Fn(usize) -> Command + Send>,
-    started: usize,
     dir: PathBuf,
-    /// Scanners started over the run (replacements and autoscaled ones included).
+    /// Scanners the harness started over the run, replacements included; also the next one's index.
     pub scanners_started: usize,
 }
 
@@ -223,7 +222,6 @@ impl Stack {
             own: Vec::new(),
             target,
             scanner_cmd,
-            started: 0,
             dir: dir.to_path_buf(),
             scanners_started: 0,
         };
@@ -235,8 +233,7 @@ impl Stack {
     }
 
     fn spawn_scanner(&mut self) -> Result<()> {
-        let index = self.started;
-        self.started += 1;
+        let index = self.scanners_started;
         self.scanners_started += 1;
         let log = self.dir.join(format!("scanner-{index}.log"));
         let process = ServiceProcess::spawn("trawl-scanner", (self.scanner_cmd)(index), &log)?;

@@ -130,13 +130,15 @@ fn extension(c: Compression) -> &'static str {
     }
 }
 
-/// Endless xorshift64* bytes: fast and, for compressors, incompressible.
-struct RandomReader {
+/// Endless xorshift64* bytes: fast and, for compressors, incompressible
+/// (`.take(n)` for a payload of `n` bytes that never sits in memory).
+pub struct RandomReader {
     state: u64,
 }
 
 impl RandomReader {
-    fn new(seed: u64) -> Self {
+    /// The stream for `seed`: the same bytes for the same seed.
+    pub fn new(seed: u64) -> Self {
         Self { state: seed | 1 }
     }
 }

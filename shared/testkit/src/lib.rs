@@ -80,7 +80,7 @@ pub use image::{
     DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, HELM_CHART_CONTENT, HELM_CONFIG, OCI_CONFIG, OCI_INDEX,
     OCI_MANIFEST,
 };
-pub use large::LargeImageBuilder;
+pub use large::{LargeImageBuilder, RandomReader};
 pub use layer::{
     sha256_digest, Blob, BlobData, Compression, LayerBuilder, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_LAYER_ZSTD,
     OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD,
